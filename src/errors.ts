@@ -30,6 +30,7 @@ import {
   type ExitOutcome,
   isErrorCode,
 } from './error-codes.js';
+import { shellWord } from './shell-word.js';
 
 export type { AgentOutcome, CniOutcome, ExitOutcome } from './error-codes.js';
 export { type ErrorCode, type ErrorCodeInfo, ErrorCodes, isErrorCode } from './error-codes.js';
@@ -487,7 +488,7 @@ export function unreadableFileHint(error: unknown, path: string, otherwise = '')
       return `ELOOP: ${path} is a loop of symbolic links: give the file itself${otherwise}`;
     case 'EACCES':
     case 'EPERM':
-      return `${errno}: ${pathPermissionHint(path) ?? `${path} is not open to this process: read it as a user who may (ls -l ${path})`}${otherwise}`;
+      return `${errno}: ${pathPermissionHint(path) ?? `${path} is not open to this process: read it as a user who may (\`ls -l ${shellWord(path)}\`)`}${otherwise}`;
     default:
       if (errno === undefined)
         return `${error instanceof Error ? error.message : String(error)}: check ${path}${otherwise}`;

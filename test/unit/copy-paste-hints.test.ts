@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { expect, it } from 'vitest';
+import { unreadableFileHint } from '../../src/errors.js';
 import { RecordedIdentityDamagedError } from '../../src/netns/namespace-identity.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../src/network/plan/plan-attach.js';
 import { stateDirectoryFlag } from '../../src/network/state/default-directories.js';
@@ -70,4 +71,13 @@ it('runs a program other than ip in a namespace: ip netns exec for a pinned one,
   expect(wordsOf(commandIn(AWKWARD, 'sysctl'))).toEqual(['nsenter', `--net=${AWKWARD}`, 'sysctl']);
   // No namespace named: this one's, as the reader's own shell is.
   expect(commandIn(undefined, 'sysctl')).toBe('sysctl');
+});
+
+it('quotes the path in the ls command of an unreadable file', () => {
+  // As root with every capability (pathPermissionHint has nothing to add): the generic hint.
+  const error = Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES', errno: -13, syscall: 'open' });
+  const hint = unreadableFileHint(error, AWKWARD);
+  const command = /`([^`]*)`/.exec(hint)?.[1];
+  expect(command, hint).toBeDefined();
+  expect(wordsOf(command!.replace(/^ls /, ''))).toEqual(['-l', AWKWARD]);
 });
