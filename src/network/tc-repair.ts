@@ -54,8 +54,14 @@ export async function repairTrafficControl(
   // Nothing half-built: what the kernel made of a restore it refused part of goes again.
   // Its outcome says `failed` either way: the watch tries again (tc-repair-retry.ts).
   if (undo.length > 0) {
+    // The links are listed once for the whole undo, and only if a filter's undo needs them.
+    let links: Promise<Link[]> | undefined;
+    const linksNow = () => {
+      links ??= handle.links();
+      return links;
+    };
     const planned: PlannedUndo[] = [];
-    for (const change of undo) planned.push(...(await undoNow(handle, plan, change)));
+    for (const change of undo) planned.push(...(await undoNow(handle, linksNow, plan, change)));
     const sent = planned.filter((entry) => entry.answer === undefined).map((entry) => entry.change);
     const answers = await sendChanges(handle, sent).catch((error: Error) =>
       sent.map(() => ({ ok: false, error }) as const),
@@ -87,7 +93,9 @@ interface PlannedUndo {
  * recordedFilterNow, as detach does it). Any other change goes as planned.
  */
 async function undoNow(
-  handle: Pick<NetlinkHandle, 'links' | 'filters'>,
+  handle: Pick<NetlinkHandle, 'filters'>,
+  /** The namespace's links, listed once per repair (its first call lists them). */
+  linksNow: () => Promise<Link[]>,
   plan: TrafficControlRepairPlan,
   change: Change,
 ): Promise<PlannedUndo[]> {
@@ -103,7 +111,7 @@ async function undoNow(
   let links: Link[];
   try {
     dumped = await handle.filters(added.link.index, change.parent);
-    links = await handle.links();
+    links = await linksNow();
   } catch (error) {
     // Unseen, vcnet's filter cannot be told from another's node beside it: nothing is deleted.
     const why = new Error(`the filters of ${added.link.name} could not be listed: ${(error as Error).message}`);

@@ -73,10 +73,11 @@ export interface NamespaceOwnership {
  * the same shape, so it proves nothing about who made it. It is reported in `leftAlone` with what it
  * throttles and the tc command that removes it.
  *
- * A redirect of vcnet's (its priority, its shape: a u32 match-all whose one action is a mirred egress
- * redirect) to an ifindex no link in the namespace has any more is collected the same way: its tap
- * went without it (deleted by hand, an attach or detach cut short), and it now drops every frame it
- * matches, the pod's whole ingress. Removing it can only let traffic through again.
+ * A redirect of vcnet's (its priority, or the one attach took beside another tool's filters there:
+ * isAttachPriority; its shape: a u32 match-all whose one action is a mirred egress redirect) to an
+ * ifindex no link in the namespace has any more is collected the same way: its tap went without it
+ * (deleted by hand, an attach or detach cut short), and it now drops every frame it matches, the
+ * pod's whole ingress. Removing it can only let traffic through again.
  *
  * Judged and removed under the namespace's lock, taken without waiting: while an attach, detach or
  * vcnet-cni ADD/DEL holds it, the namespace is left for the next gc (`withheld`, `beingChanged`).
@@ -559,8 +560,7 @@ async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]
     const byPriority = new Map<number, typeof filters>();
     for (const filter of filters) appendTo(byPriority, filter.priority, filter);
     for (const [priority, all] of byPriority) {
-      // vcnet's own priority, and the ifb redirect's one below it.
-      if (priority !== FILTER_PRIORITY && priority !== FILTER_PRIORITY - 1) continue;
+      if (!isAttachPriority(priority, byPriority)) continue;
       const group = chainZeroOwnTables(all, isRedirectNode);
       const targets = new Set(group.flatMap((filter) => redirectTargetsOf(filter)));
       // Another's node beside vcnet's in its u32 (a classifier, or one with actions of its own) stays
@@ -573,6 +573,20 @@ async function vcnetRedirects(handle: NetlinkHandle): Promise<PriorityRedirect[]
     }
   }
   return redirects;
+}
+
+/**
+ * Whether an attach may have put its redirect at `priority` on a link whose ingress holds `held` now:
+ * vcnet's own (49152) and the ifb redirect's one below it, or, beside another tool's filters, the
+ * first one above 49152 that they left free (plan-attach.ts besideIngressOf), so only one whose every
+ * priority from 49152 up to it is held still. One freed below it since is passed over: gc then
+ * leaves that redirect, as it leaves any other tool's.
+ */
+function isAttachPriority(priority: number, held: ReadonlyMap<number, unknown>): boolean {
+  if (priority === FILTER_PRIORITY - 1) return true;
+  if (priority < FILTER_PRIORITY) return false;
+  for (let below = FILTER_PRIORITY; below < priority; below++) if (!held.has(below)) return false;
+  return true;
 }
 
 /** What strayRateLimits passes over, and what it weighs. */

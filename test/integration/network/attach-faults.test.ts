@@ -3,7 +3,8 @@
  * a fault at each step of attach, for every model (with rate limits, so the ifb and htb steps are
  * included), leaves the namespace exactly as it was and no record. When the undo of such a fault is
  * refused by the kernel too, the error says so (VCNET_ROLLBACK_INCOMPLETE) naming what is left, the
- * record keeps exactly that, and `vcnet gc` (collectGarbage) finishes the job.
+ * record keeps exactly that, and `vcnet gc` (collectGarbage) finishes the job. Another tool's u32
+ * node that joined vcnet's redirect before the fault stays: the rollback deletes vcnet's node alone.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -314,5 +315,52 @@ describe('a device configuration refused after the plumbing was made', () => {
     expect(seen).toEqual(['tap0_kata', 'tap1_kata']);
     expect(fingerprint(pod)).toEqual(before);
     expect(readSandbox('refused', stateDir)).toBeUndefined();
+  });
+});
+
+describe("another tool's u32 node joining vcnet's redirect before attach fails", () => {
+  it.each([
+    ["vcnet's own ingress qdisc", false],
+    ['an ingress qdisc the pod link had before attach', true],
+  ])("the rollback deletes vcnet's node by its handle and leaves the other tool's, in %s", async (_where, hadQdisc) => {
+    const { pod } = makePod();
+    if (hadQdisc) pod.exec('tc', 'qdisc add dev eth0 ingress'.split(' '));
+    const before = fingerprint(pod);
+    let previous: PlanStep | undefined;
+    setApplyTestHook((step) => {
+      const last = previous;
+      previous = step;
+      // The step after vcnet's redirect on eth0 (the hook runs once the steps before it are sent).
+      if (last?.change.op !== 'add-filter' || last.change.link.name !== 'eth0') return;
+      // Same priority, protocol and kind: the kernel adds it as a second node of vcnet's u32 (800::801).
+      pod.exec(
+        'tc',
+        'filter add dev eth0 ingress prio 49152 protocol all u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+      );
+      throw new Error("injected fault after another tool's node joined vcnet's u32");
+    });
+    const error = (await attachSandbox(
+      'joined',
+      { ...config(pod, 'tcfilter'), rateLimit: {} },
+      {
+        stateDirectory: stateDir,
+      },
+    ).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string };
+    setApplyTestHook(undefined);
+    expect(error.message).toContain("another tool's node joined");
+    expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    expect(readSandbox('joined', stateDir)).toBeUndefined();
+    const left = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    // A delete of the whole priority would take it along (checked: it does, with ownNodes ignored).
+    expect(left).toContain('match 0a090909/ffffffff at 16');
+    expect(left).not.toContain('Redirect');
+    // Nothing else of the attach is left: without the other tool's node (and the qdisc it kept),
+    // the namespace is as it was.
+    pod.exec('tc', 'filter del dev eth0 ingress prio 49152'.split(' '));
+    if (!hadQdisc) pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
   });
 });

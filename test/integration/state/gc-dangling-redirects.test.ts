@@ -70,13 +70,14 @@ describe('gc and a redirect to a tap that no longer exists', () => {
     const { pod } = makePod();
     pod.exec('ip', ['link', 'add', 'gone0', 'type', 'ifb']);
     pod.exec('tc', ['qdisc', 'add', 'dev', 'eth0', 'ingress']);
-    // Another tool's: a match-all at its own priority, and one at vcnet's that matches only ICMP.
-    pod.exec(
-      'tc',
-      'filter add dev eth0 ingress prio 100 protocol all u32 match u32 0 0 action mirred egress redirect dev gone0'.split(
-        ' ',
-      ),
-    );
+    // Another tool's: match-alls at priorities of their own (49154: attach takes 49153 beside a
+    // filter at 49152, never a priority above a free one), and one at vcnet's that matches only ICMP.
+    for (const priority of ['100', '49154']) {
+      pod.exec('tc', [
+        ...['filter', 'add', 'dev', 'eth0', 'ingress', 'prio', priority, 'protocol', 'all'],
+        ...'u32 match u32 0 0 action mirred egress redirect dev gone0'.split(' '),
+      ]);
+    }
     pod.exec(
       'tc',
       'filter add dev eth0 ingress prio 49152 protocol ip u32 match ip protocol 1 0xff action mirred egress redirect dev gone0'.split(
