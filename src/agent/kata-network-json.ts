@@ -616,7 +616,7 @@ function foldList(value: unknown, rules: KeyRules, path: string, context: FoldCo
 
 /** What a parse reports besides its result. */
 export interface KataJsonReadOptions {
-  /** Receives the paths of keys that matched no field (ignored, as Go ignores them). */
+  /** Receives the path of each key ignored (no field, or an alias beside its field), once, as the JSON spelled it. */
   ignoredKeys?: string[];
 }
 
