@@ -263,6 +263,17 @@ const NEIGHBOUR_KEYS: KeyRules = {
   children: { toIPAddress: IP_ADDRESS_KEYS },
 };
 
+/** The rules of the message a path's last key sits in ("routes[0].gatway": a route's), by the path as the JSON spelled it. */
+function rulesAt(parent: string): KeyRules {
+  return /(?:^|\.)(?:IPAddresses\[\d+\]|toIPAddress)$/i.test(parent)
+    ? IP_ADDRESS_KEYS
+    : /^routes?\b/i.test(parent)
+      ? ROUTE_KEYS
+      : /^neighbou?rs?\b/i.test(parent)
+        ? NEIGHBOUR_KEYS
+        : INTERFACE_KEYS;
+}
+
 /**
  * The field a key ignored at `path` (one of the `ignoredKeys` paths: "routes[0].gatway") most likely
  * meant, among the fields of the message it sits in; undefined when none is close. Go ignores such a
@@ -272,14 +283,23 @@ export function kataFieldMeant(path: string): string | undefined {
   const match = /^(.*)\.([^.]+)$/.exec(path);
   if (!match) return undefined;
   const [, parent = '', key = ''] = match;
-  const rules = /(?:^|\.)(?:IPAddresses\[\d+\]|toIPAddress)$/.test(parent)
-    ? IP_ADDRESS_KEYS
-    : /^routes?\b/i.test(parent)
-      ? ROUTE_KEYS
-      : /^neighbou?rs?\b/i.test(parent)
-        ? NEIGHBOUR_KEYS
-        : INTERFACE_KEYS;
-  return closestName(key, rules.fields);
+  return closestName(key, rulesAt(parent).fields);
+}
+
+/**
+ * What a warning says of the key ignored at `path`, beside it: that it is another name of a field
+ * given again (under its own name, or a later other name, which is read), or the field a near miss
+ * most likely meant (kataFieldMeant); undefined for a key far from every field.
+ */
+export function kataIgnoredKeyNote(path: string): string | undefined {
+  const match = /^(.*)\.([^.]+)$/.exec(path);
+  if (!match) return undefined;
+  const [, parent = '', key = ''] = match;
+  const { aliases } = rulesAt(parent);
+  const aliasOf = aliases && Object.hasOwn(aliases, foldKey(key)) ? aliases[foldKey(key)] : undefined;
+  if (aliasOf !== undefined) return `another name of ${aliasOf}, given again`;
+  const meant = kataFieldMeant(path);
+  return meant === undefined ? undefined : `did you mean ${meant}?`;
 }
 
 /** Go's case folding for key matching (bytes.EqualFold-like, with the Kelvin sign and long s Go folds too). */
@@ -322,15 +342,23 @@ function forgetSpelling(spelled: Spellings, schemaPath: string): void {
 
 /** What foldKeys gathers besides the folded value. */
 interface FoldContext {
-  /** Paths of keys that matched no field (ignored, as Go ignores them). */
+  /** Paths of keys that matched no field (ignored, as Go ignores them): the caller's list, each path once. */
   ignored: string[];
+  ignoredPaths: Set<string>;
   spelled: Spellings;
   /** Values a later key overwrote that do not fit their field: Go refuses the object for them. */
   refused: JsonIssue[];
 }
 
 function foldContext(ignored: string[]): FoldContext {
-  return { ignored, spelled: new Map(), refused: [] };
+  return { ignored, ignoredPaths: new Set(), spelled: new Map(), refused: [] };
+}
+
+/** Notes a key read as no field, by its path as the JSON spelled it: once, however often it is given. */
+function ignoreKey(context: FoldContext, path: string): void {
+  if (context.ignoredPaths.has(path)) return;
+  context.ignoredPaths.add(path);
+  context.ignored.push(path);
 }
 
 /**
@@ -377,24 +405,42 @@ function checkOverwritten(
 ): void {
   const schema = rules.shape[field];
   if (schema === undefined) return;
-  const result = schema.safeParse(earlier.value, { ...PARSE_OPTIONS, reportInput: true });
+  const result = schema.safeParse(goFieldsOf(earlier.value), { ...PARSE_OPTIONS, reportInput: true });
   if (result.success) return;
+  // A null list element is a nil pointer to Go's decoder, no error: only a message sent with one is refused.
+  const faults = result.error.issues.filter(
+    (issue) => !(issue.input === null && typeof issue.path.at(-1) === 'number'),
+  );
+  if (faults.length === 0) return;
   const where = earlier.position === undefined || text === undefined ? '' : ` at ${placeIn(text, earlier.position)}`;
   const which = `the ${JSON.stringify(earlier.key)}${where}, which a later ${JSON.stringify(laterKey)} overwrites`;
-  const issues = elements
-    ? issuesOf(
-        new z.ZodError(
-          result.error.issues.filter((issue) => typeof issue.path[0] === 'number' && elements(issue.path[0])),
-        ),
-        earlier.schemaPath,
-      )
-    : issuesOf(result.error, earlier.schemaPath);
+  const issues = issuesOf(
+    new z.ZodError(
+      elements ? faults.filter((issue) => typeof issue.path[0] === 'number' && elements(issue.path[0])) : faults,
+    ),
+    earlier.schemaPath,
+  );
   for (const issue of issues) {
     const issueField = spelledAs(issue.field, context.spelled);
     // Once: an element past a list's end that a later list reaches again is checked again when it leaves.
     if (context.refused.some((known) => known.field.startsWith(`${issueField} (`))) continue;
     context.refused.push({ ...issue, field: `${issueField} (${which})` });
   }
+}
+
+/**
+ * A folded value without what was read under an alias: an alias is no field of Go's, its value never
+ * decoded by Go, so one a later value replaces is not checked.
+ */
+function goFieldsOf(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(goFieldsOf);
+  if (!isPlainObject(value)) return value;
+  const aliased = aliasesRead.get(value);
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([field]) => !aliased?.has(field))
+      .map(([field, child]) => [field, goFieldsOf(child)]),
+  );
 }
 
 /**
@@ -416,7 +462,7 @@ function foldKeys(
   into?: Record<string, unknown>,
 ): unknown {
   if (!isPlainObject(value)) return value;
-  const { ignored, spelled } = context;
+  const { spelled } = context;
   const places = keyPlaces.get(value);
   const entries: Array<{ key: string; child: unknown; position: number | undefined }> = Object.entries(value).map(
     ([key, child]) => ({ key, child, position: places?.positions.get(key) }),
@@ -426,7 +472,8 @@ function foldKeys(
     entries.sort((a, b) => (a.position ?? 0) - (b.position ?? 0));
   }
   const folded: Record<string, unknown> = { ...into };
-  const byAlias = new Map<string, string>();
+  // The alias each field was last read under (its path), in this object or the one it is decoded into.
+  const byAlias = new Map<string, string>(into === undefined ? [] : aliasesRead.get(into));
   // The value Go last decoded into each field, in this object or the one it is decoded into (an
   // alias is no field of Go's): a field given under its own name there is Go's, whatever an alias says.
   const decoded = new Map<string, DecodedValue>(into === undefined ? [] : decodedFields.get(into));
@@ -438,7 +485,7 @@ function foldKeys(
       rules.fields.find((candidate) => foldKey(candidate) === foldKey(key));
     const target = field ?? alias;
     if (target === undefined || (field === undefined && decoded.has(target))) {
-      ignored.push(`${path}.${key}`);
+      ignoreKey(context, `${jsonPath}.${key}`);
       continue;
     }
     // A request's message is named as when given alone ("interface.name", not "interface.interface.name").
@@ -454,8 +501,8 @@ function foldKeys(
       childRules !== undefined &&
       ((Array.isArray(child) && Array.isArray(previous)) || (isPlainObject(child) && isPlainObject(previous)));
     if (field !== undefined) {
-      const aliasKey = byAlias.get(field);
-      if (aliasKey !== undefined) ignored.push(`${path}.${aliasKey}`);
+      const aliasPath = byAlias.get(field);
+      if (aliasPath !== undefined) ignoreKey(context, aliasPath);
       byAlias.delete(field);
       // A scalar, or a message a null (or a value of another type) replaces, leaves for good: it must
       // have fit. A message decoded into keeps its fields, each checked when it is replaced in turn.
@@ -463,8 +510,8 @@ function foldKeys(
     } else {
       // Two old names for one field (linkType, then type_): the later one is read, the earlier one is not.
       const earlierAlias = byAlias.get(target);
-      if (earlierAlias !== undefined) ignored.push(`${path}.${earlierAlias}`);
-      byAlias.set(target, key);
+      if (earlierAlias !== undefined) ignoreKey(context, earlierAlias);
+      byAlias.set(target, `${jsonPath}.${key}`);
     }
     // The spellings of a message decoded into stay for the fields the later one leaves out.
     if (!decodesInto) forgetSpelling(spelled, schemaPath);
@@ -493,11 +540,14 @@ function foldKeys(
     if (field !== undefined) decoded.set(field, { key, position, value: foldedChild, schemaPath });
   }
   decodedFields.set(folded, decoded);
+  aliasesRead.set(folded, byAlias);
   return folded;
 }
 
 /** Where each field of a folded message was decoded from, for a later value decoded into the message. */
 const decodedFields = new WeakMap<object, ReadonlyMap<string, DecodedValue>>();
+/** The alias paths a folded message's fields were read under: a later own name ignores them. */
+const aliasesRead = new WeakMap<object, ReadonlyMap<string, string>>();
 
 /**
  * Each list foldKeys returned, with the elements Go keeps past its end: Go's encoding/json decodes
@@ -542,8 +592,10 @@ function decodedList(
     );
   });
   const { earlier } = field;
-  if (field.field !== undefined && earlier !== undefined && previous.length > list.length) {
-    // Only the elements now past the end: those before it are decoded into, their fields checked then.
+  // The elements now past the end, and those a null (or a scalar) replaces: the others are decoded
+  // into, their fields checked then.
+  const replaced = (index: number) => index >= list.length || !isPlainObject(items[index]);
+  if (field.field !== undefined && earlier !== undefined && previous.some((_, index) => replaced(index))) {
     checkOverwritten(
       { ...earlier, value: previous },
       field.key,
@@ -551,7 +603,7 @@ function decodedList(
       field.field,
       context,
       field.text,
-      (index) => index >= list.length,
+      replaced,
     );
   }
   keptPastEnd.set(list, backing.slice(list.length));
@@ -564,7 +616,7 @@ function foldList(value: unknown, rules: KeyRules, path: string, context: FoldCo
 
 /** What a parse reports besides its result. */
 export interface KataJsonReadOptions {
-  /** Receives the paths of keys that matched no field (ignored, as Go ignores them). */
+  /** Receives the path of each key ignored (no field, or an alias beside its field), once, as the JSON spelled it. */
   ignoredKeys?: string[];
 }
 
@@ -642,26 +694,30 @@ export function routesRequestFromJson(json: unknown, options: KataJsonReadOption
   if (json === null) return undefined;
   const { label, ignored } = readArguments('routes', options, 'routes');
   const context = foldContext(ignored);
-  let routes: unknown = json;
+  const routes = foldedRouteList(json, label, context);
+  // An earlier value that did not fit refuses the input, as Go refuses it, even when the list is nil.
+  if (context.refused.length > 0) throw new KataJsonError(context.refused, OVERWRITTEN_HINT);
+  if (routes === null) return undefined;
+  return parse(list(routeSchema), routes, label, context).map(routeMessage);
+}
+
+/** The route list of update-routes' JSON in any of its forms, folded by foldKeys; null for a nil list. */
+function foldedRouteList(json: unknown, label: string, context: FoldContext): unknown {
   if (isAgentRequest(json, 'routes')) {
-    const ignoredBefore = ignored.length;
+    const ignoredBefore = context.ignoredPaths.size;
     const message = (foldKeys(json, UPDATE_ROUTES_REQUEST_KEYS, label, context) as Record<string, unknown>).routes;
-    if (message === null) return undefined;
-    if (isPlainObject(message) && !Object.hasOwn(message, 'Routes')) {
-      if (ignored.length === ignoredBefore && context.refused.length === 0) return [];
-      parse(list(routeSchema), json.routes, label, context);
-    }
+    if (message === null) return null;
     // An array or a scalar where Go wants the Routes message: refused, as Go refuses it.
     if (!isPlainObject(message))
-      parse(z.object({}, { error: 'an object: {"Routes": [...]}' }), message, label, context);
-    routes = (message as Record<string, unknown>).Routes;
-  } else if (isPlainObject(json) && Object.hasOwn(json, 'Routes')) {
-    routes = (foldKeys(json, ROUTES_KEYS, label, context) as Record<string, unknown>).Routes;
-  } else {
-    routes = foldList(json, ROUTE_KEYS, label, context);
+      return parse(z.object({}, { error: 'an object: {"Routes": [...]}' }), message, label, context);
+    if (Object.hasOwn(message, 'Routes')) return message.Routes;
+    // No Routes: the empty set, unless a key was ignored (a misspelt Routes would remove every route).
+    return context.ignoredPaths.size === ignoredBefore ? [] : json.routes;
   }
-  if (routes === null && context.refused.length === 0) return undefined;
-  return parse(list(routeSchema), routes, label, context).map(routeMessage);
+  if (isPlainObject(json) && Object.hasOwn(json, 'Routes')) {
+    return (foldKeys(json, ROUTES_KEYS, label, context) as Record<string, unknown>).Routes;
+  }
+  return foldList(json, ROUTE_KEYS, label, context);
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   interfaceRequestFromJson,
   interfaceToJson,
   type KataInterfaceJson,
+  type KataJsonReadOptions,
   type KataRouteJson,
   parseKataJsonText,
   routesFromJson,
@@ -675,12 +676,25 @@ function kataNetworkOptions(given: KataNetworkOptions, text: unknown): KataNetwo
   return options;
 }
 
-/** The Interface of add-iface's or del-iface's JSON text; keys Go's decoder would also ignore go to onIgnoredKeys. */
-function interfaceRequest(text: string, options: KataNetworkOptions): ReturnType<typeof interfaceFromJson> {
+/**
+ * A request's JSON text read by `read` (interfaceRequestFromJson, routesRequestFromJson); the keys
+ * it ignored, as Go's decoder ignores them, go to onIgnoredKeys in one call.
+ */
+function kataRequest<Value>(
+  text: string,
+  field: 'interface' | 'routes',
+  read: (json: unknown, readOptions: KataJsonReadOptions) => Value,
+  options: KataNetworkOptions,
+): Value {
   const ignoredKeys: string[] = [];
-  const message = interfaceRequestFromJson(parseKataJsonText(text, 'interface'), { ignoredKeys });
+  const value = read(parseKataJsonText(text, field), { ignoredKeys });
   if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
-  return message;
+  return value;
+}
+
+/** The Interface of add-iface's or del-iface's JSON text. */
+function interfaceRequest(text: string, options: KataNetworkOptions): ReturnType<typeof interfaceFromJson> {
+  return kataRequest(text, 'interface', interfaceRequestFromJson, options);
 }
 
 function guestInterfaceOf(endpoint: Endpoint): GuestInterface {
@@ -1303,9 +1317,7 @@ export async function updateRoutes(
   options: KataNetworkOptions = {},
 ): Promise<KataRouteJson[] | null> {
   options = kataNetworkOptions(options, text);
-  const ignoredKeys: string[] = [];
-  const routes = routesRequestFromJson(parseKataJsonText(text, 'routes'), { ignoredKeys });
-  if (ignoredKeys.length > 0) options.onIgnoredKeys?.(ignoredKeys);
+  const routes = kataRequest(text, 'routes', routesRequestFromJson, options);
   if (routes === undefined) {
     // The sandbox must still be one: Kata's runtime finds it before it looks at the list.
     return withSandbox(id, 'updateRoutes', { ...options, readOnly: true }, async () => null);

@@ -58,13 +58,13 @@ function readInput(source: string): string {
   return text;
 }
 
-/** One stderr line naming the keys Go's decoder would also have ignored, so a typo is still seen. */
-function warnIgnoredKeys(paths: string[], fieldMeant: (path: string) => string | undefined): void {
+/** One stderr line naming every key ignored (Go ignores them too), each once, so a typo is still seen. */
+function warnIgnoredKeys(paths: string[], noteOf: (path: string) => string | undefined): void {
   const named = paths.map((path) => {
-    const meant = fieldMeant(path);
-    return meant === undefined ? path : `${path} (did you mean ${meant}?)`;
+    const note = noteOf(path);
+    return note === undefined ? path : `${path} (${note})`;
   });
-  writeStderr(`vcnet: warning: ignored unknown keys: ${named.join(', ')}\n`);
+  writeStderr(`vcnet: warning: ignored keys: ${named.join(', ')}\n`);
 }
 
 /** The list commands answer what the record says when the VM's agent does not answer: one stderr line says so. */
@@ -215,14 +215,14 @@ function registerRequestCommand(program: Command, request: RequestCommand): void
     .action(async (sandbox: string, file: string, options: { stateDir?: string }) => {
       bindRecordNamespace(sandbox, stateDirectory(options.stateDir));
       // Loaded here, not at the top: it brings the agent's protobuf code, which only these commands need.
-      const { kataFieldMeant } = await importForCommand(
+      const { kataIgnoredKeyNote } = await importForCommand(
         `vcnet ${request.name}`,
         () => import('../../agent/kata-network-json.js'),
       );
       printJsonLine(
         await request.run(sandbox, readInput(file), {
           stateDirectory: stateDirectory(options.stateDir),
-          onIgnoredKeys: (paths) => warnIgnoredKeys(paths, kataFieldMeant),
+          onIgnoredKeys: (paths) => warnIgnoredKeys(paths, kataIgnoredKeyNote),
         }),
       );
     });

@@ -6,12 +6,22 @@
  * object on stdout too); a refusal leaves the pod namespace and the state directory as they were
  * (the lock file's holder aside), a successful add-iface is undone by del-iface. No VM: the sandbox
  * is attached without one, so the commands change the host side and the record only.
+ * Then, in this process: their JSON with keys given twice (the same key, another case of it, an alias,
+ * the request's own key, inside list items), read as a small model of Go's encoding/json reads it
+ * (test/helpers/kata-json-go-model.ts), every ignored key named once.
  * Replay or widen a search with VCNET_FUZZ_SEED and VCNET_FUZZ_RUNS (the failure message gives the seed).
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { Route } from '../../../src/agent/generated/types_pb.js';
+import {
+  interfaceRequestFromJson,
+  parseKataJsonText,
+  routesRequestFromJson,
+} from '../../../src/agent/kata-network-json.js';
+import { InvalidInputError } from '../../../src/errors.js';
 import { CLI, stateDirectoryPerTest } from '../../helpers/cli.js';
 import {
   changedAt,
@@ -23,6 +33,13 @@ import {
   pathsIn,
   runProgram,
 } from '../../helpers/entry-point-fuzz.js';
+import {
+  type JsonNode,
+  jsonText,
+  type ModelReading,
+  modelInterface,
+  modelRoutes,
+} from '../../helpers/kata-json-go-model.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, linkMac, makePod } from '../../helpers/pod.js';
 
@@ -169,3 +186,153 @@ function errorCodeIn(stdout: string): string {
 function damagedKataJson(text: string, how: string, at: number): Buffer {
   return damagedBytes(text, how, at, { duplicateKeys: '"name":"eth9","Name":"eth0"', nul: ['eth', 'e\\u0000th'] });
 }
+
+describe('add-iface, del-iface and update-routes fed Kata JSON with keys given twice', () => {
+  const key = (name: string) =>
+    fc.constantFrom(name, name, name.toUpperCase(), name.toLowerCase(), `${name[0]!.toUpperCase()}${name.slice(1)}`);
+  const scalar = (value: null | boolean | number | string): JsonNode => ({ scalar: value });
+  const fieldValue = (valid: Array<string | number>, bad: Array<boolean | number | string>) =>
+    fc.oneof(
+      { weight: 5, arbitrary: fc.constantFrom(...valid).map(scalar) },
+      { weight: 1, arbitrary: fc.constant(scalar(null)) },
+      { weight: 1, arbitrary: fc.constantFrom(...bad).map(scalar) },
+    );
+  const entry = (name: string, value: fc.Arbitrary<JsonNode>) => fc.tuple(key(name), value);
+  const object = (entries: Array<fc.Arbitrary<[string, JsonNode]>>, maxLength: number) =>
+    fc.array(fc.oneof(...entries), { maxLength }).map((object): JsonNode => ({ object }));
+  const unknownKey = entry('colour', fieldValue(['red'], [5]));
+  const uint = fieldValue([0, 253, '1400'], [-1, 1.5, 'x']);
+  const family = fieldValue([0, 'v4', 2], ['x', 7]);
+  const address = object(
+    [
+      entry('family', family),
+      entry('address', fieldValue(['10.0.0.1', '10.0.0.2'], [5])),
+      entry('mask', fieldValue(['24', '16'], [true])),
+      unknownKey,
+    ],
+    5,
+  );
+  const listOf = (item: fc.Arbitrary<JsonNode>) =>
+    fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc
+          .array(fc.oneof({ weight: 6, arbitrary: item }, { weight: 1, arbitrary: fc.constant(scalar(null)) }), {
+            maxLength: 3,
+          })
+          .map((array): JsonNode => ({ array })),
+      },
+      { weight: 1, arbitrary: fc.constantFrom<JsonNode>(scalar(null), scalar(5), { object: [] }) },
+    );
+  const anInterface = object(
+    [
+      entry('name', fieldValue(['eth0', 'eth1'], [0])),
+      entry('device', fieldValue(['eth0'], [true])),
+      entry('IPAddresses', listOf(address)),
+      entry('mtu', fieldValue([1400, 1500, '1400'], [-1, 'x'])),
+      entry('hwAddr', fieldValue(['02:00:00:00:00:01'], [1])),
+      entry('type', fieldValue(['veth', 'tap'], [1])),
+      entry('raw_flags', uint),
+      fc.tuple(fc.constantFrom('linkType', 'LinkType', 'type_', 'rawFlags'), fieldValue(['veth', 'tap', 1], [true])),
+      unknownKey,
+    ],
+    8,
+  );
+  const interfaceJson = fc.oneof(
+    { weight: 2, arbitrary: anInterface },
+    {
+      weight: 1,
+      arbitrary: fc
+        .array(
+          fc.oneof(
+            { weight: 4, arbitrary: anInterface },
+            { weight: 1, arbitrary: fc.constantFrom(scalar(null), scalar(5)) },
+          ),
+          { minLength: 1, maxLength: 3 },
+        )
+        .map((values): JsonNode => ({ object: values.map((value) => ['interface', value]) })),
+    },
+  );
+  const aRoute = object(
+    [
+      entry('dest', fieldValue(['10.0.0.0/8', '10.1.0.0/16', ''], [0])),
+      entry('gateway', fieldValue(['10.0.0.254', ''], [0])),
+      entry('device', fieldValue(['eth0', 'eth1'], [true])),
+      entry('source', fieldValue([''], [1])),
+      entry('scope', uint),
+      entry('family', family),
+      entry('flags', uint),
+      entry('mtu', uint),
+      unknownKey,
+    ],
+    7,
+  );
+  const routesMessage = object(
+    [entry('Routes', listOf(aRoute)), fc.tuple(fc.constant('Routes'), listOf(aRoute)), unknownKey],
+    3,
+  );
+  const routesJson = fc.oneof(
+    listOf(aRoute),
+    routesMessage,
+    fc
+      .array(
+        fc.oneof(
+          { weight: 4, arbitrary: routesMessage },
+          { weight: 1, arbitrary: fc.constantFrom<JsonNode>(scalar(null), scalar(5), { array: [] }) },
+        ),
+        { minLength: 1, maxLength: 3 },
+      )
+      .map((values): JsonNode => ({ object: values.map((value) => ['routes', value]) })),
+  );
+
+  /** What vcnet read, in the model's terms. */
+  function vcnetReading(read: (ignoredKeys: string[]) => unknown): ModelReading {
+    const ignoredKeys: string[] = [];
+    try {
+      return { refused: false, value: read(ignoredKeys), ignored: ignoredKeys };
+    } catch (error) {
+      if (error instanceof InvalidInputError) return { refused: true };
+      throw error;
+    }
+  }
+  const routeData = (route: Route) => ({
+    dest: route.dest,
+    gateway: route.gateway,
+    device: route.device,
+    source: route.source,
+    scope: route.scope,
+    family: route.family,
+    flags: route.flags,
+    mtu: route.mtu,
+  });
+
+  it('reads them as Go encoding/json decodes them (a model of its rules), and names every key it ignored', () => {
+    fc.assert(
+      fc.property(interfaceJson, routesJson, (anInterfaceJson, someRoutesJson) => {
+        const interfaceText = jsonText(anInterfaceJson);
+        const readInterface = vcnetReading((ignoredKeys) => {
+          const message = interfaceRequestFromJson(parseKataJsonText(interfaceText, 'interface'), { ignoredKeys });
+          return {
+            device: message.device,
+            name: message.name,
+            IPAddresses: message.IPAddresses.map(({ family, address, mask }) => ({ family, address, mask })),
+            mtu: Number(message.mtu),
+            hwAddr: message.hwAddr,
+            type: message.type,
+            raw_flags: message.rawFlags,
+          };
+        });
+        expect({ interfaceText, read: readInterface }).toEqual({
+          interfaceText,
+          read: modelInterface(anInterfaceJson),
+        });
+        const routesText = jsonText(someRoutesJson);
+        const readRoutes = vcnetReading((ignoredKeys) =>
+          routesRequestFromJson(parseKataJsonText(routesText, 'routes'), { ignoredKeys })?.map(routeData),
+        );
+        expect({ routesText, read: readRoutes }).toEqual({ routesText, read: modelRoutes(someRoutesJson) });
+      }),
+      fuzzParameters(40, 2000),
+    );
+  });
+});

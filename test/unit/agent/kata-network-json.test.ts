@@ -6,6 +6,7 @@ import {
   interfaceToJson,
   KataJsonError,
   kataFieldMeant,
+  kataIgnoredKeyNote,
   neighboursFromJson,
   neighbourToJson,
   routesFromJson,
@@ -340,5 +341,16 @@ describe('kataFieldMeant', () => {
     expect(kataFieldMeant('interface.vhostUserSocket')).toBeUndefined();
     // A field of another message is not offered: `state` is a neighbour's.
     expect(kataFieldMeant('interface.stat')).toBeUndefined();
+  });
+});
+
+// The warning's note beside each ignored key: an alias beside its field is no typo.
+describe('kataIgnoredKeyNote', () => {
+  it('says an alias is another name of a field given again, and a near miss which field it meant', () => {
+    expect(kataIgnoredKeyNote('interface.linkType')).toBe('another name of type, given again');
+    expect(kataIgnoredKeyNote('interface.RAWFLAGS')).toBe('another name of raw_flags, given again');
+    // The path as the JSON spelled it.
+    expect(kataIgnoredKeyNote('interface.ipaddresses[0].adress')).toBe('did you mean address?');
+    expect(kataIgnoredKeyNote('interface.colour')).toBeUndefined();
   });
 });
