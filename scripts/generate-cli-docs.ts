@@ -49,7 +49,10 @@ export function renderCliReference(): string {
         continue;
       }
       const args = sub.registeredArguments
-        .map((argument) => (argument.required ? `<${argument.name()}>` : `[${argument.name()}]`))
+        .map((argument) => {
+          const name = `${argument.name()}${argument.variadic ? '...' : ''}`;
+          return argument.required ? `<${name}>` : `[${name}]`;
+        })
         .join(' ');
       lines.push(`## \`vcnet ${name}${args ? ` ${args}` : ''}\``, '', sub.description(), '');
       for (const paragraph of commandDetails(sub)) lines.push(paragraph, '');

@@ -32,7 +32,7 @@ import { guardOutputStreams, OUTPUT_LOST_EXIT_CODE } from './observability/outpu
 import { NO_TRACE_EXPORT } from './observability/trace-export.js';
 import { checkSandboxFlags } from './options.js';
 import { writeStderr } from './output.js';
-import { helpExitCode, throwUsageErrors } from './usage.js';
+import { addHelpCommand, helpExitCode, throwUsageErrors } from './usage.js';
 
 let unsubscribeLogs: (() => void) | undefined;
 
@@ -72,6 +72,7 @@ export function buildProgram(): Command {
   registerInstallCni(program);
   registerDemo(program);
   registerBench(program);
+  addHelpCommand(program);
   throwUsageErrors(program);
   return program;
 }

@@ -40,6 +40,31 @@ function commandPathOf(command: Command): string {
 }
 
 /**
+ * `vcnet help [command...]`, in place of commander's own help command, which follows one name only:
+ * `vcnet help bench attach` printed bench's help. This one follows every name given down the command
+ * tree and prints the last one's help (stdout, exit 0); a name that is not a command there is a
+ * UsageError, as `vcnet nosuch` is. Added last, so that it is listed last, as commander's was.
+ */
+export function addHelpCommand(program: Command): void {
+  program
+    .command('help [command...]')
+    .description("display help for a command, or for a command's subcommand (vcnet help bench attach)")
+    .action((names: string[]) => {
+      let shown: Command = program;
+      for (const name of names) {
+        const found = shown.commands.find((command) => command.name() === name || command.aliases().includes(name));
+        if (!found) {
+          const lists = shown.commands.length > 0 ? 'its commands' : 'its options';
+          const has = shown.commands.length > 0 ? '' : ` (${commandPathOf(shown)} has no subcommands)`;
+          throw new UsageError(`unknown command '${name}'${has}`, commandPathOf(shown), lists);
+        }
+        shown = found;
+      }
+      shown.help();
+    });
+}
+
+/**
  * The exit status after commander printed help or the version instead of running a command: 0, but 2
  * for `vcnet` or `vcnet bench` without a subcommand (the help went to stderr as the answer).
  */

@@ -9,34 +9,47 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ifbName } from '../../../src/network/plan/plan-attach.js';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest();
 
+/** A new pod with a macvtap of its own on eth0 (vm-nic0, 10.66.0.2/24, up): an existing macvtap endpoint. */
+function podWithMacvtap(): TestNamespace {
+  const { pod } = makePod();
+  pod.exec('ip', ['link', 'add', 'link', 'eth0', 'name', 'vm-nic0', 'type', 'macvtap', 'mode', 'bridge']);
+  pod.exec('ip', ['link', 'set', 'vm-nic0', 'up']);
+  pod.exec('ip', ['addr', 'add', '10.66.0.2/24', 'dev', 'vm-nic0']);
+  return pod;
+}
+
+/** `vcnet attach` of `pod` as `sandbox`, with Kata's configuration.toml `toml`; it must succeed. */
+function attachWithConfiguration(sandbox: string, pod: TestNamespace, toml: string): void {
+  const config = join(stateDirectory(), 'configuration.toml');
+  writeFileSync(config, toml);
+  const attached = vcnet([
+    'attach',
+    '--sandbox',
+    sandbox,
+    '--netns',
+    pod.path,
+    '--config',
+    config,
+    '--state-dir',
+    stateDirectory(),
+  ]);
+  expect(attached.status, attached.stderr).toBe(0);
+}
+
 describe('rate limits on non-pair endpoints', () => {
   it('puts htb on an existing macvtap (tx) and on an ifb fed from it (rx), and detach removes them', () => {
-    const { pod } = makePod();
-    pod.exec('ip', ['link', 'add', 'link', 'eth0', 'name', 'vm-nic0', 'type', 'macvtap', 'mode', 'bridge']);
-    pod.exec('ip', ['link', 'set', 'vm-nic0', 'up']);
-    pod.exec('ip', ['addr', 'add', '10.66.0.2/24', 'dev', 'vm-nic0']);
+    const pod = podWithMacvtap();
     const before = fingerprint(pod);
-    const config = join(stateDirectory(), 'configuration.toml');
-    writeFileSync(
-      config,
+    attachWithConfiguration(
+      'rl1',
+      pod,
       '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\ntx_rate_limiter_max_rate = 20000000\n',
     );
-    const attached = vcnet([
-      'attach',
-      '--sandbox',
-      'rl1',
-      '--netns',
-      pod.path,
-      '--config',
-      config,
-      '--state-dir',
-      stateDirectory(),
-    ]);
-    expect(attached.status, attached.stderr).toBe(0);
     const ifb = ifbName('vm-nic0');
     expect(ifb).not.toBe('vm-nic0');
     const htbOn = (dev: string) =>
@@ -56,10 +69,7 @@ describe('rate limits on non-pair endpoints', () => {
   ])(
     "puts its ifb redirect beside an existing macvtap's own %s qdisc, and detach leaves that qdisc and its filter as they were",
     (kind, hook) => {
-      const { pod } = makePod();
-      pod.exec('ip', ['link', 'add', 'link', 'eth0', 'name', 'vm-nic0', 'type', 'macvtap', 'mode', 'bridge']);
-      pod.exec('ip', ['link', 'set', 'vm-nic0', 'up']);
-      pod.exec('ip', ['addr', 'add', '10.66.0.2/24', 'dev', 'vm-nic0']);
+      const pod = podWithMacvtap();
       // Another tool's, at the priority vcnet's ifb redirect would take (49151).
       pod.exec('tc', ['qdisc', 'add', 'dev', 'vm-nic0', kind]);
       pod.exec(
@@ -67,20 +77,7 @@ describe('rate limits on non-pair endpoints', () => {
         `filter add dev vm-nic0 ${hook} prio 49151 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' '),
       );
       const before = fingerprint(pod);
-      const config = join(stateDirectory(), 'configuration.toml');
-      writeFileSync(config, '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\n');
-      const attached = vcnet([
-        'attach',
-        '--sandbox',
-        'rl2',
-        '--netns',
-        pod.path,
-        '--config',
-        config,
-        '--state-dir',
-        stateDirectory(),
-      ]);
-      expect(attached.status, attached.stderr).toBe(0);
+      attachWithConfiguration('rl2', pod, '[hypervisor.qemu]\nrx_rate_limiter_max_rate = 10000000\n');
       const ifb = ifbName('vm-nic0');
       const ingress = pod.exec('tc', ['filter', 'show', 'dev', 'vm-nic0', 'ingress']);
       expect(ingress).toMatch(new RegExp(`pref 49152 u32 [^]*Egress Redirect to device ${ifb}`));

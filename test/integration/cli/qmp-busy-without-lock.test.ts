@@ -15,6 +15,7 @@ import { createAgentServer } from '../../../src/agent/server.js';
 import type { HotplugTarget } from '../../../src/hypervisor/device.js';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
 import { QemuNetworkHotplugTarget } from '../../../src/hypervisor/qmp-network-hotplug.js';
+import { VMM_WAIT_WITHOUT_LOCKS_MS } from '../../../src/network/sandbox-vmm-wait.js';
 import { lockFile } from '../../../src/network/state/lock.js';
 import { SandboxStore } from '../../../src/network/state/store.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
@@ -134,8 +135,12 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
     const listed = await vcnetAsync(['list-ifaces', 'dq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
     expect(listed.status, listed.stderr).toBe(0);
     expect(listed.stdout).toContain('"eth0"');
-    // Longer than the 3 s detach used to give QMP: it would have removed the taps without an unplug.
-    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    // The wait detach used to give QMP (VMM_WAIT_WITHOUT_LOCKS_MS, then the taps went without an
+    // unplug), begun after detach's own and seen to end: detach, waiting as VCNET_QMP_CONNECT_TIMEOUT
+    // says, still waits.
+    await expect(QmpClient.connect(qemuQmpPath, { timeoutMs: VMM_WAIT_WITHOUT_LOCKS_MS })).rejects.toThrow(
+      `no greeting from QEMU within ${VMM_WAIT_WITHOUT_LOCKS_MS} ms`,
+    );
     expect(detaching.child.exitCode).toBeNull();
     await holder.release();
     const detached = await detaching.done;

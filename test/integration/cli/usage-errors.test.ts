@@ -137,6 +137,42 @@ describe('usage errors', () => {
   });
 });
 
+/** Every command below `vcnet` that is itself below another one, as the names to type (`bench attach`). */
+function nestedCommands(command: Command, path: string[] = []): string[][] {
+  const found: string[][] = [];
+  for (const subcommand of command.commands) {
+    const subcommandPath = [...path, subcommand.name()];
+    if (path.length > 0) found.push(subcommandPath);
+    found.push(...nestedCommands(subcommand, subcommandPath));
+  }
+  return found;
+}
+
+// commander's own help command followed one name: `vcnet help bench attach` printed bench's help.
+describe('vcnet help COMMAND SUBCOMMAND', () => {
+  const nested = nestedCommands(buildProgram());
+  it('finds the nested commands', () => {
+    expect(nested.map((path) => path.join(' '))).toEqual(expect.arrayContaining(['bench attach', 'iptables get']));
+  });
+  it.each(nested.map((path) => [path.join(' '), path] as const))(
+    "vcnet help %s prints the subcommand's help, as its --help does",
+    (_names, path) => {
+      const help = vcnet(['help', ...path]);
+      expect(help.status, help.stderr).toBe(0);
+      expect(help.stdout).toContain(`Usage: vcnet ${path.join(' ')} `);
+      expect(help.stdout).toBe(vcnet([...path, '--help']).stdout);
+    },
+  );
+  it('an unknown name is refused as `vcnet NAME` is, naming the command it was looked for in', () => {
+    const unknown = vcnet(['help', 'bench', 'frobnicate']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toBe("vcnet: unknown command 'frobnicate'\nhint: `vcnet bench --help` lists its commands\n");
+    const belowLeaf = vcnet(['help', 'attach', 'frobnicate']);
+    expect(belowLeaf.status).toBe(2);
+    expect(belowLeaf.stderr).toContain('(vcnet attach has no subcommands)');
+  });
+});
+
 describe('the global options', () => {
   it.each([
     [['--log-level', 'loud', 'scan', '--netns', '/proc/self/ns/net'], /log level.*"loud"/],

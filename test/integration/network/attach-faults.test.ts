@@ -40,6 +40,26 @@ afterEach(() => {
 const config = (pod: TestNamespace, model: InterworkingModel): NetworkConfig =>
   podConfig(pod, model, { rateLimit: { rxBitsPerSecond: 10_000_000, txBitsPerSecond: 20_000_000 } });
 
+/**
+ * What attachSandbox(`sandbox`, `network`) failed with, `hook` seeing each step it sent (the executor's
+ * test seam, taken off again); an Error saying so if the attach succeeded.
+ */
+async function attachFailure(
+  sandbox: string,
+  network: NetworkConfig,
+  hook: Parameters<typeof setApplyTestHook>[0],
+): Promise<Error & { code?: string; left?: unknown[] }> {
+  setApplyTestHook(hook);
+  try {
+    return (await attachSandbox(sandbox, network, { stateDirectory: stateDir }).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string; left?: unknown[] };
+  } finally {
+    setApplyTestHook(undefined);
+  }
+}
+
 /** The steps attach sends for a two-interface pod (recorded by a hook that lets them all pass). */
 async function stepsOf(model: InterworkingModel, podOptions: PodOptions = {}): Promise<PlanStep[]> {
   const { pod } = makePod({ interfaces: 2, ...podOptions });
@@ -62,15 +82,10 @@ async function faultAtEveryStep(model: InterworkingModel, podOptions: PodOptions
   const before = fingerprint(pod);
   for (let failAt = 0; failAt < steps.length; failAt++) {
     let position = -1;
-    setApplyTestHook((step) => {
+    const error = await attachFailure('faulty', config(pod, model), (step) => {
       position++;
       if (position === failAt) throw new Error(`injected fault at ${step.change.op}`);
     });
-    const error = (await attachSandbox('faulty', config(pod, model), { stateDirectory: stateDir }).then(
-      () => new Error('attach succeeded'),
-      (caught: unknown) => caught,
-    )) as Error & { code?: string };
-    setApplyTestHook(undefined);
     expect(error, `fault at step ${failAt}`).toBeInstanceOf(Error);
     expect(error.code, `${failAt}: ${error.message}`).toBe('VCNET_ATTACH_FAILED');
     expect(error.message).toContain('injected fault');
@@ -104,22 +119,13 @@ describe('a refused undo', () => {
     const before = fingerprint(pod);
     // macvtap removes eth0's addresses; with IPv6 disabled on eth0 the kernel refuses to put
     // fd00:200::2 back (EACCES), so the undo of the fault cannot complete.
-    setApplyTestHook((step) => {
+    const error = await attachFailure('stuck', { ...config(pod, 'macvtap'), rateLimit: {} }, (step) => {
       // The macvtap coming up is the last step: the pod link's addresses are gone by then.
       if (step.change.op === 'set-link' && step.change.link.role === 'macvtap' && step.change.set.up === true) {
         pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
         throw new Error('injected fault after the addresses were removed');
       }
     });
-    const error = (await attachSandbox(
-      'stuck',
-      { ...config(pod, 'macvtap'), rateLimit: {} },
-      { stateDirectory: stateDir },
-    ).then(
-      () => new Error('attach succeeded'),
-      (caught: unknown) => caught,
-    )) as Error & { code?: string; left?: unknown[] };
-    setApplyTestHook(undefined);
     expect(error.code).toBe('VCNET_ROLLBACK_INCOMPLETE');
     expect(error.message).toContain('injected fault');
     expect(error.message).toContain('addresses removed from eth0 (fd00:200::2/64)');
@@ -159,7 +165,7 @@ describe('a refused undo', () => {
   it('undoes a link it made and someone renamed before the undo (found by ifindex), and says so only then', async () => {
     const { pod } = makePod();
     const before = fingerprint(pod);
-    setApplyTestHook((step) => {
+    const error = await attachFailure('renamed', { ...config(pod, 'tcfilter'), rateLimit: {} }, (step) => {
       // After the tap is made and up: someone renames it, then the attach fails.
       if (step.change.op === 'add-qdisc' && step.change.link.role === 'tap') {
         pod.exec('ip', ['link', 'set', 'tap0_kata', 'down']);
@@ -167,15 +173,6 @@ describe('a refused undo', () => {
         throw new Error('injected fault after a rename');
       }
     });
-    const error = (await attachSandbox(
-      'renamed',
-      { ...config(pod, 'tcfilter'), rateLimit: {} },
-      { stateDirectory: stateDir },
-    ).then(
-      () => new Error('attach succeeded'),
-      (caught: unknown) => caught,
-    )) as Error & { code?: string; left?: unknown[] };
-    setApplyTestHook(undefined);
     // The undo deletes the tap by the ifindex it got (a delete by name would have missed it and taken
     // ENODEV for "gone"); after the undo every link made is looked up again by ifindex, so "everything
     // it had made was removed" is said because it is true.
@@ -187,22 +184,13 @@ describe('a refused undo', () => {
 
   it('names the earlier endpoint whose undo was refused, apart from the one that failed', async () => {
     const { pod } = makePod({ interfaces: 2 });
-    setApplyTestHook((step) => {
+    const error = await attachFailure('spanning', { ...config(pod, 'macvtap'), rateLimit: {} }, (step) => {
       // eth1's macvtap coming up: eth0 is attached (its addresses moved), and IPv6 off refuses them back.
       if (step.change.op === 'set-link' && step.change.link.name === 'tap1_kata' && step.change.set.up === true) {
         pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
         throw new Error('injected fault in the second endpoint');
       }
     });
-    const error = (await attachSandbox(
-      'spanning',
-      { ...config(pod, 'macvtap'), rateLimit: {} },
-      { stateDirectory: stateDir },
-    ).then(
-      () => new Error('attach succeeded'),
-      (caught: unknown) => caught,
-    )) as Error & { code?: string };
-    setApplyTestHook(undefined);
     expect(error.code).toBe('VCNET_ROLLBACK_INCOMPLETE');
     expect(error.message).toMatch(
       /^attach failed: attaching eth1 failed: .*injected fault in the second endpoint.*; undoing the endpoint attached before it \(eth0\) failed too \(.*\): left addresses removed from eth0/,

@@ -69,6 +69,31 @@ function asOldAttachLeftIt(pod: TestNamespace, file: string, old: Json): void {
   pod.exec('ip', ['link', 'set', 'eth0', 'txqueuelen', '1000']);
 }
 
+/**
+ * A pod whose veth has no transmit queue (`before`: its fingerprint then), attached by `vcnet attach`
+ * (sandbox `old`, state directory `state`) and left as the old attach left it.
+ */
+function podAttachedByOldBuild(): { pod: TestNamespace; before: ReturnType<typeof fingerprint>; state: string } {
+  const { pod } = makePod();
+  pod.exec('ip', ['link', 'set', 'eth0', 'txqueuelen', '0']);
+  const before = fingerprint(pod);
+  const state = join(work, 'state');
+  const attach = vcnet([
+    'attach',
+    '--state-dir',
+    state,
+    '--sandbox',
+    'old',
+    '--netns',
+    pod.path,
+    '--model',
+    'tcfilter',
+  ]);
+  expect(attach.status, attach.stderr).toBe(0);
+  asOldAttachLeftIt(pod, join(state, 'old', 'state.json'), fixture('tcfilter-attach-a015099.json'));
+  return { pod, before, state };
+}
+
 let work: string;
 beforeEach(() => {
   work = mkdtempSync(join(tmpdir(), 'vcnet-older-qlen-'));
@@ -80,23 +105,7 @@ afterEach(() => {
 
 describe.skipIf(skipReason)('a tcfilter record of a build before the txqueuelen fix', () => {
   it('vcnet detach (and its dry run) puts the pod veth back to txqueuelen 0', () => {
-    const { pod } = makePod();
-    pod.exec('ip', ['link', 'set', 'eth0', 'txqueuelen', '0']);
-    const before = fingerprint(pod);
-    const state = join(work, 'state');
-    const attach = vcnet([
-      'attach',
-      '--state-dir',
-      state,
-      '--sandbox',
-      'old',
-      '--netns',
-      pod.path,
-      '--model',
-      'tcfilter',
-    ]);
-    expect(attach.status, attach.stderr).toBe(0);
-    asOldAttachLeftIt(pod, join(state, 'old', 'state.json'), fixture('tcfilter-attach-a015099.json'));
+    const { pod, before, state } = podAttachedByOldBuild();
 
     const dryRun = vcnet(['detach', '--state-dir', state, '--sandbox', 'old', '--dry-run']);
     expect(dryRun.status, dryRun.stderr).toBe(0);
@@ -130,22 +139,7 @@ describe.skipIf(skipReason)('a tcfilter record of a build before the txqueuelen 
   });
 
   it('leaves a queue length changed since the old attach, and says so', () => {
-    const { pod } = makePod();
-    pod.exec('ip', ['link', 'set', 'eth0', 'txqueuelen', '0']);
-    const state = join(work, 'state');
-    const attach = vcnet([
-      'attach',
-      '--state-dir',
-      state,
-      '--sandbox',
-      'old',
-      '--netns',
-      pod.path,
-      '--model',
-      'tcfilter',
-    ]);
-    expect(attach.status, attach.stderr).toBe(0);
-    asOldAttachLeftIt(pod, join(state, 'old', 'state.json'), fixture('tcfilter-attach-a015099.json'));
+    const { pod, state } = podAttachedByOldBuild();
     // Someone gave the link a queue of their own after the old attach: it is theirs.
     pod.exec('ip', ['link', 'set', 'eth0', 'txqueuelen', '500']);
     const detach = vcnet(['detach', '--state-dir', state, '--sandbox', 'old']);
