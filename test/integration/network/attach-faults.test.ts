@@ -315,7 +315,7 @@ describe("another tool's u32 node joining vcnet's redirect before attach fails",
     if (hadQdisc) pod.exec('tc', 'qdisc add dev eth0 ingress'.split(' '));
     const before = fingerprint(pod);
     let previous: PlanStep | undefined;
-    setApplyTestHook((step) => {
+    const error = await attachFailure('joined', { ...config(pod, 'tcfilter'), rateLimit: {} }, (step) => {
       const last = previous;
       previous = step;
       // The step after vcnet's redirect on eth0 (the hook runs once the steps before it are sent).
@@ -327,17 +327,6 @@ describe("another tool's u32 node joining vcnet's redirect before attach fails",
       );
       throw new Error("injected fault after another tool's node joined vcnet's u32");
     });
-    const error = (await attachSandbox(
-      'joined',
-      { ...config(pod, 'tcfilter'), rateLimit: {} },
-      {
-        stateDirectory: stateDir,
-      },
-    ).then(
-      () => new Error('attach succeeded'),
-      (caught: unknown) => caught,
-    )) as Error & { code?: string };
-    setApplyTestHook(undefined);
     expect(error.message).toContain("another tool's node joined");
     expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
     expect(readSandbox('joined', stateDir)).toBeUndefined();
