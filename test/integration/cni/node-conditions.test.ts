@@ -3,9 +3,10 @@
  * (each chain run as a runtime runs it, bridge then vcnet-cni, all twenty in parallel) and DELed at
  * once; a dual-stack and an IPv6-only network; the MTUs of jumbo-frame and overlay networks (9000,
  * 1450 for VXLAN, 1280 the IPv6 minimum) set by the bridge plugin; and an old (0.4.0) conflist with
- * the plugins a cluster chains (tuning, portmap, bandwidth) before vcnet-cni. Plugins are the real
- * ones from /usr/lib/cni, run in a "node" namespace; after DEL, nothing of vcnet's is left: links
- * (`ip -d link`), qdiscs, filters, host-local leases, records.
+ * the plugins a cluster chains (tuning, portmap, bandwidth) before vcnet-cni; and portmap's port
+ * mappings on an IPv6-only and a dual-stack network (its ip6tables DNAT in the node namespace).
+ * Plugins are the real ones from /usr/lib/cni, run in a "node" namespace; after DEL, nothing of
+ * vcnet's is left: links (`ip -d link`), qdiscs, filters, host-local leases, records.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -139,6 +140,28 @@ async function delConcurrently(runtime: CniRuntime, list: Conflist, cached: Chai
     const run = await runtime.invokeConcurrently('DEL', config);
     if (run.status !== 0) throw new CniChainError(run);
   }
+}
+
+/** Why portmap's IPv6 rules cannot be made in `node`: no ip6tables, or the kernel refuses its nat table. */
+function ip6NatSkip(node: TestNamespace): string | undefined {
+  try {
+    node.exec('ip6tables', ['-t', 'nat', '-S']);
+    node.exec('ip6tables-save', ['-t', 'nat']);
+    return undefined;
+  } catch (error) {
+    return `portmap's IPv6 rules need ip6tables and the ip6 nat table: ${(error as Error).message.split('\n')[0]}`;
+  }
+}
+
+/** The node's nat rules of one family as iptables-save prints them. */
+function natRules(node: TestNamespace, family: 4 | 6): string {
+  return node.exec(family === 6 ? 'ip6tables-save' : 'iptables-save', ['-t', 'nat']);
+}
+
+/** portmap's DNAT of `hostPort`/`protocol` to `address`:`containerPort` (IPv6 addresses in brackets). */
+function dnatRule(protocol: string, hostPort: number, address: string, containerPort: number): RegExp {
+  const target = address.includes(':') ? `\\[${address}\\]` : address.replaceAll('.', '\\.');
+  return new RegExp(`-p ${protocol} .*--dport ${hostPort} .*-j DNAT --to-destination ${target}:${containerPort}`);
 }
 
 const PODS = 20;
@@ -303,7 +326,8 @@ describe.skipIf(skipReason)('vcnet-cni on a node', () => {
     expectPlumbed(pod);
     expect(pod.exec('sysctl', ['-n', 'net.ipv4.conf.eth0.arp_notify']).trim()).toBe('1');
     // portmap 1.1.1 (Debian 12) fails its own CHECK on a dual-stack pod without vcnet-cni in the list
-    // too (its IPv6 check looks for the IPv4 DNAT rules): every other plugin's CHECK runs.
+    // too (its IPv6 check looks for the IPv4 DNAT rules; on an IPv6-only pod, for the IPv4 chain):
+    // every other plugin's CHECK runs.
     runtime.check({ ...list, plugins: list.plugins.filter((plugin) => plugin.type !== 'portmap') }, result);
     runtime.del(list, result, (position) => {
       if (position === list.plugins.length - 2) expect(fingerprint(pod)).toEqual(beforeVcnet);
@@ -312,4 +336,92 @@ describe.skipIf(skipReason)('vcnet-cni on a node', () => {
     expect(records()).toEqual([]);
     expect(pod.exec('ip', ['-br', 'link', 'show']).trim().split('\n')).toHaveLength(1);
   });
+
+  it.for([
+    ['an IPv6-only', ['fd00:231:45::/64']],
+    ['a dual-stack', ['10.231.46.0/24', 'fd00:231:46::/64']],
+  ] as const)(
+    'portmap before vcnet-cni on %s network: DNAT to the pod in ip6tables while it is up, prevResult passed on whole, DEL leaves nothing',
+    ([_label, subnets], context) => {
+      const node = makeNamespace('node');
+      const skip = ip6NatSkip(node);
+      if (skip) {
+        console.log(`skipped: ${skip}`);
+        context.skip(skip);
+      }
+      const pod = emptyPod();
+      const mappings = [
+        { hostPort: 18080, containerPort: 80, protocol: 'tcp' },
+        { hostPort: 18053, containerPort: 53, protocol: 'udp' },
+      ];
+      const list: Conflist = {
+        cniVersion: '1.0.0',
+        name: 'vcnet-portmap6',
+        plugins: [
+          bridgeEntry('vcpm6', [...subnets]),
+          { type: 'portmap', capabilities: { portMappings: true }, runtimeConfig: { portMappings: mappings } },
+          { type: 'vcnet-cni', stateDir: stateDirectory },
+        ],
+      };
+      const runtime = new CniRuntime(node, attachmentIn(pod));
+      let afterPortmap: ChainResult | undefined;
+      let beforeVcnet: unknown;
+      const result = runtime.add(list, (position, stepResult) => {
+        if (position === 1) {
+          afterPortmap = stepResult as ChainResult;
+          beforeVcnet = fingerprint(pod);
+        }
+      }) as ChainResult;
+      expectPlumbed(pod);
+      // The addresses bridge gave eth0, as portmap passed them on.
+      const addressOf = (family: 4 | 6) =>
+        afterPortmap?.ips.find((entry) => entry.address.includes(':') === (family === 6))?.address.split('/')[0];
+      const families = subnets.map((subnet) => (subnet.includes(':') ? 6 : 4) as 4 | 6);
+      expect(families.map(addressOf).every(Boolean)).toBe(true);
+
+      // portmap's DNAT in the node namespace, to the pod's address of each family, while the pod is up.
+      for (const family of families) {
+        const rules = natRules(node, family);
+        for (const mapping of mappings) {
+          expect(rules).toMatch(
+            dnatRule(mapping.protocol, mapping.hostPort, addressOf(family)!, mapping.containerPort),
+          );
+        }
+      }
+
+      // vcnet-cni passes on what portmap gave it (bridge's IPv6 addresses and interfaces) with only its tap added.
+      expect(afterPortmap?.ips.some((entry) => entry.address.includes(':'))).toBe(true);
+      expect(result).toEqual({
+        ...afterPortmap,
+        interfaces: [
+          ...(afterPortmap?.interfaces ?? []),
+          { name: 'tap0_kata', mac: expect.any(String), sandbox: pod.path },
+        ],
+      });
+
+      // portmap 1.1.1 fails its own CHECK here with or without vcnet-cni after it (on an IPv6-only pod
+      // it looks for the IPv4 chain, on a dual-stack one for IPv4 rules in ip6tables): the others' CHECK runs.
+      runtime.check({ ...list, plugins: list.plugins.filter((plugin) => plugin.type !== 'portmap') }, result);
+      runtime.del(list, result, (position) => {
+        // vcnet-cni's DEL has run: the pod as portmap left it (no tap, no filter), portmap's rules still there.
+        if (position === 1) {
+          expect(fingerprint(pod)).toEqual(beforeVcnet);
+          expect(pod.ipJson<Array<{ ifname: string }>>('link', 'show').map((link) => link.ifname)).not.toContain(
+            'tap0_kata',
+          );
+          expect(pod.tcJson<unknown[]>('filter', 'show', 'dev', 'eth0', 'ingress')).toEqual([]);
+          expect(natRules(node, 6)).toMatch(/--dport 18080 /);
+        }
+      });
+      for (const family of families) {
+        const rules = natRules(node, family);
+        expect(rules).not.toContain(addressOf(family)!);
+        expect(rules).not.toMatch(/--dport 180(80|53)/);
+      }
+      expect(leases('vcnet-portmap6')).toEqual([]);
+      expect(records()).toEqual([]);
+      expect(node.ipJson<unknown[]>('link', 'show', 'master', 'vcpm6')).toEqual([]);
+      expect(pod.exec('ip', ['-br', 'link', 'show']).trim().split('\n')).toHaveLength(1);
+    },
+  );
 });
