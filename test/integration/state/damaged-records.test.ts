@@ -225,6 +225,26 @@ describe('a record whose bytes are not UTF-8', () => {
     expect(collected.status, collected.stderr).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
   });
+
+  it('once its namespace is gone, gc at that path drops it without saying no record names the path', () => {
+    const { pod } = makePod();
+    const state = stateDirectory();
+    expect(vcnet(['attach', '--sandbox', 'g', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+    const statePath = join(state, 'g', 'state.json');
+    const damaged = readFileSync(statePath);
+    damaged[damaged.indexOf('"tap0_kata"') + 2] = 0xfe;
+    writeFileSync(statePath, damaged);
+    pod.delete();
+    const collected = vcnet(['gc', '--netns', pod.path, '--state-dir', state, '--json']);
+    expect(collected.status, collected.stderr).toBe(0);
+    const report = JSON.parse(collected.stdout);
+    expect(report.removed.map((item: { kind: string; name: string }) => `${item.kind} ${item.name}`)).toEqual([
+      'state g',
+    ]);
+    // It also said "no namespace is at this path and no record names it: nothing to collect there".
+    expect(report.absent).toEqual([]);
+    expect(existsSync(statePath)).toBe(false);
+  });
 });
 
 describe('detach of a record with no endpoint', () => {
