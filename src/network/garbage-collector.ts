@@ -191,9 +191,12 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     report.claimsOnly.push(...claimsOnly);
     // Records gc may act on (drop, finish): never those read for claims only.
     const ownRecords = owners.filter((owner) => !owner.claimsOnly);
+    // A record gc cannot read names a path too when its salvage does: gc drops it below once that
+    // namespace is gone, so "no record names it" would contradict the removal it reports.
     const recordNames = (path: string) =>
       owners.some((owner) => owner.namespacePath === path) ||
-      earlierBoot.some((record) => record.namespacePath === path);
+      earlierBoot.some((record) => record.namespacePath === path) ||
+      untouchable.salvaged.some((record) => record.namespacePath === path);
     report.skipped.push(...skipped);
     report.ignored.push(...ignored);
     // Gone, and nothing recorded there: nothing to collect (a path that is there and is not a

@@ -521,7 +521,9 @@ function whatGcDoesWithUnreadable(
       return `gc keeps it: whether its namespace (inode ${decision.identity.ino}) still exists cannot be told (${describeUnseen(decision.unseen)}); ${hintForUnseen(decision.unseen)}`;
     case 'namespace-there': {
       const { identity, path } = decision;
-      const settle = settleByHand(owner, path);
+      // Collected where the namespace is now: gc --netns at a recorded path that no longer holds it
+      // (moved, or a byte of it damaged) finds nothing there to collect.
+      const settle = settleByHand(owner, decision.heldAt ?? path);
       if (identity.cookie === undefined)
         return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without a readable cookie nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;
       return `gc keeps it while its namespace (inode ${identity.ino}) is there${decision.heldAt === undefined ? '' : ` (at ${decision.heldAt})`}, leaving vcnet's links there alone, and drops it once that namespace is gone (\`${gcOf(path)}\`); to settle it now: ${settle}`;

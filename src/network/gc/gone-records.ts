@@ -115,7 +115,8 @@ export function dropUnreadableOfGone(
     });
     const unreadable = report.skipped.find((entry) => entry.file === record.file);
     if (decision.action === 'keep' && decision.because === 'namespace-there') {
-      if (unreadable) unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record)}`;
+      if (unreadable)
+        unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record, reachableAt(record, context, decision.heldAt))}`;
       continue;
     }
     if (decision.action === 'keep' && decision.because === 'namespace-unseen') {
@@ -149,13 +150,27 @@ export function dropUnreadableOfGone(
  * it may still hold tells them apart: the nsfs inode's times are set when its file is first looked
  * at, not when the namespace was made, and a later pod has links of the same names and ifindexes.
  */
-function keptWhileHeld(record: SalvagedRecord): string {
+function keptWhileHeld(record: SalvagedRecord, namespacePath: string): string {
   const { ino } = identityOfKey(record.key);
   const which =
     record.cookie === undefined
       ? `a namespace has inode ${ino} now, and nothing else the record holds tells whether it is the recorded one or a later one either, so gc keeps the record until nothing holds that inode`
       : `its namespace (inode ${ino}, cookie ${record.cookie}) is still there, so gc keeps the record, drops it once that namespace is gone, and leaves vcnet's links there alone meanwhile`;
-  return `${which}; to settle it now: ${settleByHand(record.owner, record.namespacePath)}`;
+  return `${which}; to settle it now: ${settleByHand(record.owner, namespacePath)}`;
+}
+
+/**
+ * The path where a person reaches a held namespace now, for the gc command that collects there: its
+ * recorded path while that holds it, else one gc found holding it (the recorded path may have moved,
+ * or a byte of it be damaged in a record that is not UTF-8: gc --netns there finds nothing).
+ */
+function reachableAt(
+  record: RecordedNamespace,
+  { live, nowLive }: Pick<GoneRecordsContext, 'live' | 'nowLive'>,
+  heldAt: string | undefined,
+): string {
+  if (pathHolds(record.namespacePath, record.key)) return record.namespacePath;
+  return live.get(record.key) ?? nowLive.get(record.key) ?? heldAt ?? record.namespacePath;
 }
 
 /**

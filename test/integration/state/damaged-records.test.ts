@@ -9,6 +9,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -194,6 +195,55 @@ describe('a record whose bytes are not UTF-8', () => {
       writeFileSync(statePath, original);
       vcnet(['detach', '--sandbox', 'a', '--state-dir', state]);
     }
+  });
+
+  it('with a byte of its namespace path damaged, list and gc name the path the namespace is at to collect it, and that collects what the record made', () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const state = stateDirectory();
+    expect(vcnet(['attach', '--sandbox', 'p', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+    const statePath = join(state, 'p', 'state.json');
+    const original = readFileSync(statePath);
+    const damaged = Buffer.from(original);
+    // The envelope's namespace.path, the path a salvage reads: its last byte.
+    damaged[original.indexOf(pod.path) + pod.path.length - 1] = 0xff;
+    writeFileSync(statePath, damaged);
+    const attached = fingerprint(pod);
+    // It named the damaged path (its last character read as U+FFFD), where no namespace is.
+    const collect = `and \`vcnet gc --netns ${pod.path} --state-dir ${state}\` removes what it left there`;
+    const listed = vcnet(['list', '--state-dir', state, '--json']);
+    expect(JSON.parse(listed.stdout)[0].hint).toContain(collect);
+    const dryRun = vcnet(['gc', '--dry-run', '--state-dir', state, '--json']);
+    expect(dryRun.status, dryRun.stderr).toBe(0);
+    const skipped = JSON.parse(dryRun.stdout).skipped as Array<{ file: string; reason: string }>;
+    expect(skipped.find((entry) => entry.file === statePath)?.reason).toContain(collect);
+    expect(readFileSync(statePath)).toEqual(damaged);
+    expect(fingerprint(pod)).toEqual(attached);
+    // Following the hint: the record set aside, gc at the path it names removes what the attach made.
+    renameSync(statePath, `${statePath}.unreadable`);
+    const collected = vcnet(['gc', '--netns', pod.path, '--state-dir', state]);
+    expect(collected.status, collected.stderr).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('once its namespace is gone, gc at that path drops it without saying no record names the path', () => {
+    const { pod } = makePod();
+    const state = stateDirectory();
+    expect(vcnet(['attach', '--sandbox', 'g', '--netns', pod.path, '--state-dir', state]).status).toBe(0);
+    const statePath = join(state, 'g', 'state.json');
+    const damaged = readFileSync(statePath);
+    damaged[damaged.indexOf('"tap0_kata"') + 2] = 0xfe;
+    writeFileSync(statePath, damaged);
+    pod.delete();
+    const collected = vcnet(['gc', '--netns', pod.path, '--state-dir', state, '--json']);
+    expect(collected.status, collected.stderr).toBe(0);
+    const report = JSON.parse(collected.stdout);
+    expect(report.removed.map((item: { kind: string; name: string }) => `${item.kind} ${item.name}`)).toEqual([
+      'state g',
+    ]);
+    // It also said "no namespace is at this path and no record names it: nothing to collect there".
+    expect(report.absent).toEqual([]);
+    expect(existsSync(statePath)).toBe(false);
   });
 });
 
