@@ -280,10 +280,8 @@ function rulesAt(parent: string): KeyRules {
  * key, so a typo leaves the field at its zero value: the warning can say which field that was.
  */
 export function kataFieldMeant(path: string): string | undefined {
-  const match = /^(.*)\.([^.]+)$/.exec(path);
-  if (!match) return undefined;
-  const [, parent = '', key = ''] = match;
-  return closestName(key, rulesAt(parent).fields);
+  const at = ignoredKeyAt(path);
+  return at && closestName(at.key, at.rules.fields);
 }
 
 /**
@@ -292,14 +290,22 @@ export function kataFieldMeant(path: string): string | undefined {
  * most likely meant (kataFieldMeant); undefined for a key far from every field.
  */
 export function kataIgnoredKeyNote(path: string): string | undefined {
+  const at = ignoredKeyAt(path);
+  if (!at) return undefined;
+  const { aliases, fields } = at.rules;
+  const folded = foldKey(at.key);
+  const aliasOf = aliases && Object.hasOwn(aliases, folded) ? aliases[folded] : undefined;
+  if (aliasOf !== undefined) return `another name of ${aliasOf}, given again`;
+  const meant = closestName(at.key, fields);
+  return meant === undefined ? undefined : `did you mean ${meant}?`;
+}
+
+/** The last key of an ignored key's path, and the rules of the message it sits in; undefined for a bare key. */
+function ignoredKeyAt(path: string): { key: string; rules: KeyRules } | undefined {
   const match = /^(.*)\.([^.]+)$/.exec(path);
   if (!match) return undefined;
   const [, parent = '', key = ''] = match;
-  const { aliases } = rulesAt(parent);
-  const aliasOf = aliases && Object.hasOwn(aliases, foldKey(key)) ? aliases[foldKey(key)] : undefined;
-  if (aliasOf !== undefined) return `another name of ${aliasOf}, given again`;
-  const meant = kataFieldMeant(path);
-  return meant === undefined ? undefined : `did you mean ${meant}?`;
+  return { key, rules: rulesAt(parent) };
 }
 
 /** Go's case folding for key matching (bytes.EqualFold-like, with the Kelvin sign and long s Go folds too). */
