@@ -491,10 +491,10 @@ function secondaryComebacks(
     // The kernel refuses an address in a subnet that holds one of another scope (EINVAL, "Invalid
     // scope value"): the add fails whatever is tried again, until that address goes.
     const otherScope = inSubnet.find((other) => other.scope !== scope);
+    const name = change.link.name;
+    const dev = `dev ${shellWord(name)}`;
     if (otherScope) {
       const added = `${otherScope.address}/${otherScope.prefixLength}`;
-      const name = change.link.name;
-      const dev = `dev ${shellWord(name)}`;
       // The pod's address as a /32 meanwhile (another mask: no subnet of the other's) keeps the link
       // an IPv4 address: the delete of its last one would take every IPv4 route through it.
       const keeper = `${address}/32`;
@@ -508,8 +508,6 @@ function secondaryComebacks(
     const primary = inSubnet.find((other) => (other.flags & AddressFlag.SECONDARY) === 0);
     if (!primary) continue;
     const added = `${primary.address}/${primary.prefixLength}`;
-    const name = change.link.name;
-    const dev = `dev ${shellWord(name)}`;
     const readd = `${ip} address del ${added} ${dev} && ${ip} address add ${added} ${dev}`;
     const promoting = links.find((link) => link.index === change.link.index)?.promoteSecondaries === true;
     // sysctl reads dots as separators: a link name with one (eth0.100) needs the slash form.
