@@ -5,7 +5,7 @@
 //  - send/recv on it without blocking, and a uv_poll watcher so JavaScript learns
 //    when a reply or a multicast event is waiting;
 //  - tun/tap creation (multi-queue, vnet header, persist, owner/group) inside a namespace;
-//  - writing a file (a sysctl) inside a namespace;
+//  - writing and reading a file (a sysctl) inside a namespace;
 //  - /dev/vhost-net, and fd hygiene (close, inheritable) for handing fds to a hypervisor;
 //  - the namespace a socket or tap fd belongs to, and copies of other processes' fds (pidfd), for
 //    finding what keeps a namespace alive from outside it;
@@ -357,6 +357,42 @@ static napi_value write_file_in_netns(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return NULL;
+}
+
+// readFileInNetns(nsFd: number, path: string) -> string: the start of a file (a sysctl: up to 255
+// bytes) opened inside the network namespace of nsFd (-1: this thread's), as writeFileInNetns opens
+// it: a namespace's net.ipv4.conf.all.* has no netlink attribute, only its file under /proc/sys/net.
+static napi_value read_file_in_netns(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char path[4096], text[256];
+  int32_t ns_fd;
+  if (argc < 2 || !get_int(env, argv[0], &ns_fd) || !get_string(env, argv[1], path, sizeof path, 0)) return NULL;
+  int saved;
+  const char *failed = NULL;
+  int err = ns_fd >= 0 ? enter_netns_at(NULL, ns_fd, &saved, &failed) : (saved = -1, 0);
+  if (err) {
+    throw_errno(env, err, failed, NULL);
+    return NULL;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  err = fd < 0 ? errno : 0;
+  leave_netns(saved);
+  if (fd < 0) {
+    throw_errno(env, err, "open", path);
+    return NULL;
+  }
+  ssize_t length = read(fd, text, sizeof text - 1);
+  err = length < 0 ? errno : 0;
+  close(fd);
+  if (length < 0) {
+    throw_errno(env, err, "read", path);
+    return NULL;
+  }
+  napi_value out;
+  napi_create_string_utf8(env, text, (size_t)length, &out);
+  return out;
 }
 
 // ---- netlink sockets --------------------------------------------------------------------------
@@ -1216,7 +1252,7 @@ static napi_value pidfd_getfd_call(napi_env env, napi_callback_info info) {
 // The interface this shim gives the JS (src/native/binding.ts NATIVE_INTERFACE_VERSION): bumped with
 // every change of its functions' set or signatures, so JS and a .node from different builds refuse
 // each other with one clear error instead of a missing function in the middle of an attach.
-#define VCNET_NATIVE_INTERFACE_VERSION 4
+#define VCNET_NATIVE_INTERFACE_VERSION 5
 
 #define EXPORT(name, fn)                                                                           \
   do {                                                                                             \
@@ -1257,6 +1293,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("receiveWithFds", receive_with_fds);
   EXPORT("tunInterfaceName", tun_interface_name);
   EXPORT("writeFileInNetns", write_file_in_netns);
+  EXPORT("readFileInNetns", read_file_in_netns);
   EXPORT("tunNamespace", tun_namespace);
   EXPORT("pidfdOpen", pidfd_open_call);
   EXPORT("pidfdGetfd", pidfd_getfd_call);

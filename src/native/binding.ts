@@ -40,6 +40,8 @@ export interface NativeShim {
    * sysctl under /proc/sys/net must be. Optional: an addon built before it existed lacks it.
    */
   writeFileInNetns?(nsFd: number, path: string, text: string): void;
+  /** The start (up to 255 bytes) of `path` opened inside the network namespace of `nsFd` (-1: this one), as writeFileInNetns opens it. */
+  readFileInNetns(nsFd: number, path: string): string;
   closeFd(fd: number): void;
   /** The network namespace of a socket (SIOCGSKNS): a new fd, closed by the caller. */
   socketNamespace(fd: number): number;
@@ -77,7 +79,7 @@ export interface NativeShim {
 }
 
 /** The shim's interface this JS expects: native/vcnet_native.c's VCNET_NATIVE_INTERFACE_VERSION (bump both). */
-export const NATIVE_INTERFACE_VERSION = 4;
+export const NATIVE_INTERFACE_VERSION = 5;
 
 let cached: NativeShim | undefined;
 

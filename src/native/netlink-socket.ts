@@ -34,6 +34,8 @@ export const nativeNetlink = {
   /** Writes `text` to `path` opened inside the network namespace of `namespaceFd` (a sysctl). */
   writeFileInNamespace: (namespaceFd: number, path: string, text: string): void =>
     nativeShim().writeFileInNetns!(namespaceFd, path, text),
+  /** The start of `path` (a sysctl's value) opened inside the network namespace of `namespaceFd`. */
+  readFileInNamespace: (namespaceFd: number, path: string): string => nativeShim().readFileInNetns(namespaceFd, path),
   /** The cookie (SO_NETNS_COOKIE) of the network namespace the socket `fd` was made in, as a decimal string. */
   socketNamespaceCookie: (fd: number): string => nativeShim().socketNamespaceCookie(fd),
   /** An fd of the network namespace the socket `fd` talks to (SIOCGSKNS); the caller closes it. */

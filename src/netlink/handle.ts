@@ -13,7 +13,7 @@
 import { type Stats, statfsSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { optionsArgument, signalOption, stringOption } from '../arguments.js';
-import { NamespacePathError, SystemCallError } from '../errors.js';
+import { InvalidInputError, NamespacePathError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import { missingFileKind, NSFS_MAGIC, nonNamespaceFileKind } from '../namespace-file.js';
 import { nativeNetlink } from '../native/netlink-socket.js';
@@ -501,6 +501,26 @@ export class NetlinkHandle {
    */
   namespaceFd(): number | undefined {
     return this.namespacePath === undefined ? undefined : this.socket.namespace();
+  }
+
+  /**
+   * A sysctl of the handle's namespace, `path` under /proc/sys/net/ (`ipv4/conf/all/promote_secondaries`),
+   * without its newline. Read inside the namespace: /proc/sys/net shows the namespace of the thread
+   * that opens it, and an `all` setting has no netlink attribute to ask for instead.
+   * @internal
+   */
+  readNetSysctl(path: string): string {
+    if (path.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+      throw new InvalidInputError('path', path, 'a path under /proc/sys/net/, as ipv4/conf/all/promote_secondaries');
+    }
+    try {
+      return nativeNetlink.readFileInNamespace(this.socket.namespace(), `/proc/sys/net/${path}`).trimEnd();
+    } catch (error) {
+      throw new SystemCallError(
+        `read /proc/sys/net/${path} in ${this.namespacePath ?? 'this namespace'}`,
+        error as NodeJS.ErrnoException,
+      );
+    }
   }
 
   changes(): ChangeBatch {

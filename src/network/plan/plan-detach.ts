@@ -28,7 +28,15 @@ import {
   recordedRouteText,
   sameRoute,
 } from './route-place.js';
-import type { Change, LinkAttributes, LinkRef, LinkRole, PlumbingStep, RecordedLinkAttributes } from './types.js';
+import type {
+  AddressRecord,
+  Change,
+  LinkAttributes,
+  LinkRef,
+  LinkRole,
+  PlumbingStep,
+  RecordedLinkAttributes,
+} from './types.js';
 
 /** One change of a detach, and the attach records it settles. */
 export interface DetachStep {
@@ -456,16 +464,67 @@ function placedRoutes(
   });
 }
 
+/** The IPv4 addresses on link `index` now in `record`'s subnet (same prefix length), other than it. */
+function othersInSubnet(index: number | undefined, record: AddressRecord, addresses: readonly Address[]): Address[] {
+  const { address, prefixLength } = record;
+  const subnet = networkOf(address, prefixLength);
+  return addresses.filter(
+    (other) =>
+      other.index === index &&
+      other.family === AddressFamily.INET &&
+      other.prefixLength === prefixLength &&
+      other.address !== address &&
+      networkOf(other.address, prefixLength) === subnet,
+  );
+}
+
+/**
+ * The primary of a recorded IPv4 address's subnet that it comes back secondary behind (see
+ * secondaryComebacks): the record's was primary and another of its subnet, of its scope, is now.
+ */
+function primaryAhead(record: AddressRecord, inSubnet: readonly Address[]): Address | undefined {
+  const { flags = 0, scope = RouteScope.UNIVERSE } = record;
+  if ((flags & AddressFlag.SECONDARY) !== 0 || inSubnet.some((other) => other.scope !== scope)) return undefined;
+  return inSubnet.find((other) => (other.flags & AddressFlag.SECONDARY) === 0);
+}
+
+/**
+ * Whether the detach of these records says how to make an address primary again (secondaryComebacks)
+ * on a link whose own promote_secondaries is off: only then does the namespace's
+ * net.ipv4.conf.all.promote_secondaries change what it says, so only then is it read (planDetach's
+ * `allPromoteSecondaries`). Pure; may say yes for an address the plan then finds there already.
+ */
+export function comebackNeedsAllPromoteSecondaries(
+  records: readonly PlumbingStep[],
+  links: readonly Link[],
+  addresses: readonly Address[],
+): boolean {
+  const resolve = linkResolver(links);
+  return records.some((record) => {
+    if (record.step !== 'remove-addresses') return false;
+    const link = resolve(record.link, record.index);
+    if (!link || link.promoteSecondaries === true) return false;
+    return record.addresses.some(
+      (address) =>
+        familyOf(address.address) === AddressFamily.INET &&
+        primaryAhead(address, othersInSubnet(link.index, address, addresses)) !== undefined,
+    );
+  });
+}
+
 /**
  * An IPv4 address detach puts back that was its subnet's primary at attach, where another address
  * in that subnet is there now (added while attached: the macvtap model had taken the pod's away):
  * the kernel makes the first address of a subnet primary and every later one secondary, so the
  * pod's comes back secondary. Said, not changed: making it primary again means deleting the other
  * address (someone's, kept) and adding it after, which takes the routes with it as `src` away, and
- * gives it to no socket in between. The command said turns the link's promote_secondaries on for
- * the delete when it is off (the kernel's default): off, the delete takes the subnet's secondaries
- * with it, the pod's among them, and with the link's last IPv4 address every IPv4 route through it.
- * The commands run in the pod's namespace wherever they are pasted (a bare one on the host would
+ * gives it to no socket in between. The kernel promotes a deleted primary's secondaries when the
+ * link's promote_secondaries or the namespace's net.ipv4.conf.all one is on (IN_DEV_ORCONF); with
+ * both off (the kernel's default; a new namespace copies the host's `all`), the delete takes the
+ * subnet's secondaries with it, the pod's among them, and with the link's last IPv4 address every
+ * IPv4 route through it, so the command said then turns the link's on for the delete and back off.
+ * `allPromoteSecondaries` undefined (not readable): the command does so too, harmless when `all` is
+ * on. The commands run in the pod's namespace wherever they are pasted (a bare one on the host would
  * act on, and set promote_secondaries of, a host link of the pod link's name), its name quoted.
  */
 function secondaryComebacks(
@@ -473,21 +532,15 @@ function secondaryComebacks(
   addresses: readonly Address[],
   links: readonly Link[],
   namespacePath: string | undefined,
+  allPromoteSecondaries: boolean | undefined,
 ): DetachNotice[] {
   const ip = commandIn(namespacePath, 'ip');
   const notices: DetachNotice[] = [];
   for (const { change } of steps) {
     if (change.op !== 'add-address' || familyOf(change.address.address) !== AddressFamily.INET) continue;
-    const { address, prefixLength, flags = 0, scope = RouteScope.UNIVERSE } = change.address;
+    const { address, prefixLength, scope = RouteScope.UNIVERSE } = change.address;
     const subnet = networkOf(address, prefixLength);
-    const inSubnet = addresses.filter(
-      (other) =>
-        other.index === change.link.index &&
-        other.family === AddressFamily.INET &&
-        other.prefixLength === prefixLength &&
-        other.address !== address &&
-        networkOf(other.address, prefixLength) === subnet,
-    );
+    const inSubnet = othersInSubnet(change.link.index, change.address, addresses);
     // The kernel refuses an address in a subnet that holds one of another scope (EINVAL, "Invalid
     // scope value"): the add fails whatever is tried again, until that address goes.
     const otherScope = inSubnet.find((other) => other.scope !== scope);
@@ -504,23 +557,27 @@ function secondaryComebacks(
       });
       continue;
     }
-    if ((flags & AddressFlag.SECONDARY) !== 0) continue;
-    const primary = inSubnet.find((other) => (other.flags & AddressFlag.SECONDARY) === 0);
+    const primary = primaryAhead(change.address, inSubnet);
     if (!primary) continue;
     const added = `${primary.address}/${primary.prefixLength}`;
     const readd = `${ip} address del ${added} ${dev} && ${ip} address add ${added} ${dev}`;
-    const promoting = links.find((link) => link.index === change.link.index)?.promoteSecondaries === true;
+    const linkPromotes = links.find((link) => link.index === change.link.index)?.promoteSecondaries === true;
     // sysctl reads dots as separators: a link name with one (eth0.100) needs the slash form.
     const sysctl = name.includes('.')
       ? `net/ipv4/conf/${name}/promote_secondaries`
       : `net.ipv4.conf.${name}.promote_secondaries`;
     const sysctlCommand = commandIn(namespacePath, 'sysctl -q -w');
-    const command = promoting
+    const promoted = linkPromotes || allPromoteSecondaries === true;
+    const command = promoted
       ? readd
       : `${sysctlCommand} ${shellWord(`${sysctl}=1`)} && ${readd}; ${sysctlCommand} ${shellWord(`${sysctl}=0`)}`;
-    const why = promoting
+    const why = linkPromotes
       ? ''
-      : `; promote_secondaries is off on ${name}, so the command turns it on for the delete, which would take ${address} with it otherwise`;
+      : allPromoteSecondaries === true
+        ? `; promote_secondaries is off on ${name} but on in its namespace's net.ipv4.conf.all, which turns it on for every link there: the delete promotes ${address}`
+        : allPromoteSecondaries === false
+          ? `; promote_secondaries is off on ${name} and in its namespace's net.ipv4.conf.all, so the command turns it on for ${name} for the delete, which would take ${address} with it otherwise`
+          : `; promote_secondaries is off on ${name} and its namespace's net.ipv4.conf.all could not be read, so the command turns it on for ${name} for the delete, which takes ${address} with it when both are off`;
     notices.push({
       link: name,
       message: `${name}'s ${address}/${prefixLength} comes back secondary: ${added}, added while it was attached, is the primary of ${subnet}/${prefixLength} now (the kernel makes a subnet's first address primary); vcnet keeps that address as it is. \`${command}\` makes ${address} primary again (routes with ${primary.address} as src go with the delete${why})`,
@@ -622,6 +679,12 @@ export function planDetach(
     routes?: readonly Route[];
     /** The addresses now: a recorded address already on its link is not put back (addressThere). */
     addresses?: readonly Address[];
+    /**
+     * The namespace's net.ipv4.conf.all.promote_secondaries, read where comebackNeedsAllPromoteSecondaries
+     * says the notices depend on it (undefined: not read, or not readable): the kernel promotes a
+     * deleted primary's secondaries when it or the link's own is on.
+     */
+    allPromoteSecondaries?: boolean | undefined;
     /**
      * The links recorded `unconfirmed` and absent whose pod-link steps show their effect
      * (batch-evidence.ts podBatchesInPlace): made, and gone since; their steps are undone as usual.
@@ -817,7 +880,15 @@ export function planDetach(
       if (sent === 0) alreadyGone.push(record);
     }
   }
-  notices.push(...secondaryComebacks(steps, snapshot.addresses ?? [], snapshot.links, snapshot.namespacePath));
+  notices.push(
+    ...secondaryComebacks(
+      steps,
+      snapshot.addresses ?? [],
+      snapshot.links,
+      snapshot.namespacePath,
+      snapshot.allPromoteSecondaries,
+    ),
+  );
   steps.splice(0, steps.length, ...placedRoutes(steps, snapshot.links, snapshot.routes ?? [], alreadyGone, notices));
   // The routes to the gateways before the routes through them (pod-link-routes.ts reachableFirst),
   // also from a record an older attach wrote in the kernel's order: each route step takes a slot a

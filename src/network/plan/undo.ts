@@ -19,6 +19,7 @@ import { othersInQdiscs } from '../foreign-filters.js';
 import { podBatchesInPlace, podLinkView } from './batch-evidence.js';
 import { publishStep, sendBatch } from './batch-send.js';
 import {
+  comebackNeedsAllPromoteSecondaries,
   type DetachNotice,
   type DetachPlan,
   type DetachStep,
@@ -440,6 +441,12 @@ export async function planUndo(
     : undefined;
   // A recorded address goes back only where it is not there already.
   const addresses = records.some((record) => record.step === 'remove-addresses') ? await handle.addresses() : undefined;
+  // Whether the kernel promotes secondaries on a link whose own setting is off: read only for a
+  // notice that depends on it (a rare detach), as a sysctl inside the namespace.
+  const allPromoteSecondaries =
+    addresses && comebackNeedsAllPromoteSecondaries(records, links, addresses)
+      ? allPromoteSecondariesOf(handle)
+      : undefined;
   // A link journaled ahead and absent now: made and gone, or never made? Its pod-link steps tell.
   const absent = unconfirmedLinksAbsent(records, links);
   const batchesInPlace =
@@ -448,6 +455,7 @@ export async function planUndo(
     links,
     ...(routes ? { routes } : {}),
     ...(addresses ? { addresses } : {}),
+    ...(allPromoteSecondaries !== undefined ? { allPromoteSecondaries } : {}),
     ...(batchesInPlace ? { batchesInPlace } : {}),
     keptQdiscs: others.kept,
     qdiscsDeletedWith: others.deletedWith,
@@ -459,6 +467,15 @@ export async function planUndo(
     namespacePath: handle.namespacePath,
     ...(completed ? { completed } : {}),
   });
+}
+
+/** net.ipv4.conf.all.promote_secondaries of the handle's namespace; undefined when it cannot be read. */
+function allPromoteSecondariesOf(handle: NetlinkHandle): boolean | undefined {
+  try {
+    return handle.readNetSysctl('ipv4/conf/all/promote_secondaries') !== '0';
+  } catch {
+    return undefined;
+  }
 }
 
 /** Undoes records (detach, rollback): plans against the links there now, then sends. */

@@ -6,8 +6,9 @@
  * removing it. Where the added one became primary (macvtap), the pod's comes back secondary: the
  * kernel reorders a subnet's addresses only by deleting one, which would drop the added address's
  * routes, so detach keeps it primary and says so, with a command that works whatever the link's
- * promote_secondaries. One of another scope in the pod's subnet keeps the pod's out (the kernel
- * refuses two scopes in a subnet): detach says so, and how to put it back without losing routes.
+ * and the namespace's `all` promote_secondaries, and sets neither where the kernel promotes already.
+ * One of another scope in the pod's subnet keeps the pod's out (the kernel refuses two scopes in a
+ * subnet): detach says so, and how to put it back without losing routes.
  */
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
@@ -82,15 +83,34 @@ function quotedCommand(message: string): string {
   return command;
 }
 
-// The kernel's default is off (a new namespace takes the host's IPv4 settings, often still off): then
-// deleting a subnet's primary deletes its secondaries, the pod's address among them, and with the
-// link's last IPv4 address every IPv4 route through it.
-describe.each([0, 1])(
-  'macvtap: the command detach names to make the pod address primary again, promote_secondaries %i',
-  (promote) => {
-    it('makes it primary and keeps every address and gateway route', () => {
+/** Runs `command` in a shell of the host's namespace, as a user pastes what detach quotes. */
+function pastedOnHost(command: string): void {
+  const run = spawnSync('sh', ['-c', command], { encoding: 'utf8' });
+  expect(run.status, `${command}: ${run.stderr}`).toBe(0);
+}
+
+// The kernel promotes a deleted primary's secondaries when the link's promote_secondaries or its
+// namespace's net.ipv4.conf.all one is on (IN_DEV_ORCONF). Both are off by the kernel's default,
+// and a new namespace copies the host's `all` (net.core.devconf_inherit_init_net 0), which systemd
+// turns on on many distributions. With both off, deleting a subnet's primary deletes its
+// secondaries, the pod's address among them, and with the link's last IPv4 address every IPv4
+// route through it: only then does the command need to turn the link's on for the delete.
+describe.each([
+  [0, 0],
+  [1, 0],
+  [0, 1],
+  [1, 1],
+])(
+  'macvtap: the command detach names to make the pod address primary again, promote_secondaries %i on eth0 and %i in all',
+  (onLink, inAll) => {
+    it('makes it primary, keeps every address and gateway route, and leaves both settings as they were', () => {
       const { pod } = makePod();
-      pod.exec('sysctl', ['-q', '-w', `net.ipv4.conf.eth0.promote_secondaries=${promote}`]);
+      pod.exec('sysctl', [
+        '-q',
+        '-w',
+        `net.ipv4.conf.eth0.promote_secondaries=${onLink}`,
+        `net.ipv4.conf.all.promote_secondaries=${inAll}`,
+      ]);
       const routesBefore = gatewayRoutes(pod);
       const run = attachThenDetach(pod, 'macvtap', stateDirectory(), {
         between: () => pod.exec('ip', ['addr', 'add', '10.200.0.50/24', 'dev', 'eth0']),
@@ -100,11 +120,23 @@ describe.each([0, 1])(
         .map((record) => String(record.msg))
         .find((message) => message.includes('comes back secondary'));
       expect(notice, run.detached.stderr).toBeDefined();
-      pod.exec('sh', ['-c', quotedCommand(notice!)]);
+      const command = quotedCommand(notice!);
+      expect(command.includes('sysctl'), command).toBe(onLink === 0 && inAll === 0);
+      if (onLink === 0) {
+        expect(notice).toContain(
+          inAll === 1
+            ? "promote_secondaries is off on eth0 but on in its namespace's net.ipv4.conf.all, which turns it on for every link there: the delete promotes 10.200.0.2"
+            : "promote_secondaries is off on eth0 and in its namespace's net.ipv4.conf.all, so the command turns it on for eth0 for the delete",
+        );
+      } else {
+        expect(notice).not.toContain('promote_secondaries is off');
+      }
+      pastedOnHost(command);
       expect(globalAddresses(pod)).toEqual(['10.200.0.2/24', '10.200.0.50/24 secondary', 'fd00:200::2/64']);
       expect(gatewayRoutes(pod)).toEqual(routesBefore);
-      // The command leaves the link's setting as it found it.
-      expect(pod.exec('sysctl', ['-n', 'net.ipv4.conf.eth0.promote_secondaries']).trim()).toBe(String(promote));
+      // The command leaves both settings as it found them.
+      expect(pod.exec('sysctl', ['-n', 'net.ipv4.conf.eth0.promote_secondaries']).trim()).toBe(String(onLink));
+      expect(pod.exec('sysctl', ['-n', 'net.ipv4.conf.all.promote_secondaries']).trim()).toBe(String(inAll));
     });
   },
 );
@@ -159,17 +191,13 @@ function podWithAwkwardLink(): TestNamespace {
   return pod;
 }
 
-/** Runs `command` in a shell of the host's namespace, as a user pastes what detach quotes. */
-function pastedOnHost(command: string): void {
-  const run = spawnSync('sh', ['-c', command], { encoding: 'utf8' });
-  expect(run.status, `${command}: ${run.stderr}`).toBe(0);
-}
-
 describe(`macvtap, a pod link named ${AWKWARD_LINK}: the commands detach quotes, pasted on the host`, () => {
   const promoteKey = `net/ipv4/conf/${AWKWARD_LINK}/promote_secondaries`;
 
   it('make the pod address primary again, and leave promote_secondaries off', () => {
     const pod = podWithAwkwardLink();
+    // `all` off too (a new namespace copies the host's, which may be on): the command sets the link's.
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv4.conf.all.promote_secondaries=0']);
     expect(pod.exec('sysctl', ['-n', promoteKey]).trim()).toBe('0');
     const routesBefore = gatewayRoutes(pod, AWKWARD_LINK);
     const run = attachThenDetach(pod, 'macvtap', stateDirectory(), {
@@ -181,6 +209,7 @@ describe(`macvtap, a pod link named ${AWKWARD_LINK}: the commands detach quotes,
       .map((record) => String(record.msg))
       .find((message) => message.includes('comes back secondary'));
     expect(notice, run.detached.stderr).toBeDefined();
+    expect(quotedCommand(notice!)).toContain('sysctl');
     pastedOnHost(quotedCommand(notice!));
     expect(globalAddresses(pod, AWKWARD_LINK)).toEqual(['10.200.0.2/24', '10.200.0.50/24 secondary', 'fd00:200::2/64']);
     expect(gatewayRoutes(pod, AWKWARD_LINK)).toEqual(routesBefore);
