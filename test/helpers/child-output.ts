@@ -2,7 +2,8 @@
  * What a spawned program printed, collected until it ends. Kept free of vitest so that bench/ can use
  * it too.
  */
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import type { TestCleanup } from './cleanup.js';
 
 export interface ChildOutput {
   /** The exit status; -1 when the program was killed by a signal or could not start. */
@@ -36,4 +37,31 @@ export function collectOutput(
     child.on('close', (status, signal) => resolve({ status: status ?? -1, stdout, stderr, signal }));
   });
   return { done, sofar: () => ({ stdout, stderr }) };
+}
+
+/**
+ * `command` with `args` spawned (`options` as spawn takes them), what it prints on stdout and stderr
+ * in one `output()`, in the order it came; `exited` resolves once it has closed. Killed after the
+ * test (`cleanup`) if still running.
+ */
+export function spawnKilledAfterTest(
+  cleanup: TestCleanup,
+  command: string,
+  args: string[],
+  options: SpawnOptions = {},
+): { child: ChildProcess; output: () => string; exited: Promise<void> } {
+  const child = spawn(command, args, options);
+  let output = '';
+  child.stdout?.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    output += chunk;
+  });
+  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  cleanup.defer(async () => {
+    child.kill('SIGKILL');
+    await exited;
+  });
+  return { child, output: () => output, exited };
 }

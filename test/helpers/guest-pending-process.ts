@@ -4,13 +4,14 @@
  * writes there and what a reader there concludes. It loads vcnet's own module from dist/, as the
  * CLI runs it.
  */
-import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { GuestPending } from '../../src/network/state/records.js';
+import { spawnKilledAfterTest } from './child-output.js';
 import type { TestCleanup } from './cleanup.js';
 import { until } from './until.js';
 
-const guestPendingModule = pathToFileURL(
+/** vcnet's guest-pending module in dist/, as the CLI loads it: what a node process in other namespaces imports. */
+export const GUEST_PENDING_MODULE = pathToFileURL(
   fileURLToPath(new URL('../../dist/sandbox/guest-pending.js', import.meta.url)),
 ).href;
 
@@ -19,7 +20,7 @@ const guestPendingModule = pathToFileURL(
  * its verdict and whether that entry is its own; `exit` ends it.
  */
 const ENTRY_SCRIPT = `
-  const { guestPendingEntry, guestPendingVerdict, isOwnEntry } = await import(${JSON.stringify(guestPendingModule)});
+  const { guestPendingEntry, guestPendingVerdict, isOwnEntry } = await import(${JSON.stringify(GUEST_PENDING_MODULE)});
   const entry = guestPendingEntry({ name: 'eth1', properties: { link: { name: 'eth9' } } }, 'add-iface');
   console.log('entry ' + JSON.stringify(entry));
   let input = '';
@@ -48,38 +49,26 @@ export interface EntryVerdict {
  */
 export function guestPendingProcess(cleanup: TestCleanup, wrapper: string[] = []) {
   const [command, ...args] = [...wrapper, process.execPath, '--input-type=module', '-e', ENTRY_SCRIPT];
-  const child = spawn(command!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
-  cleanup.defer(async () => {
-    child.kill('SIGKILL');
-    await exited;
-  });
+  const { child, output, exited } = spawnKilledAfterTest(cleanup, command!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   const lines = (prefix: string) =>
-    output
+    output()
       .split('\n')
       .filter((line) => line.startsWith(`${prefix} `))
       .map((line) => JSON.parse(line.slice(prefix.length + 1)) as unknown);
   return {
     entry: async () => {
-      await until(() => lines('entry').length > 0, `the entry (output: ${output})`);
+      await until(() => lines('entry').length > 0, `the entry (output: ${output()})`);
       return lines('entry')[0] as GuestPending;
     },
     /** Its verdict on `entry`, read in its namespaces through its /proc. */
     verdictOf: async (entry: GuestPending) => {
       const before = lines('verdict').length;
-      child.stdin.write(`${JSON.stringify(entry)}\n`);
-      await until(() => lines('verdict').length > before, `the verdict (output: ${output})`);
+      child.stdin?.write(`${JSON.stringify(entry)}\n`);
+      await until(() => lines('verdict').length > before, `the verdict (output: ${output()})`);
       return lines('verdict').at(-1) as EntryVerdict;
     },
     exit: async () => {
-      child.stdin.write('exit\n');
+      child.stdin?.write('exit\n');
       await exited;
     },
   };

@@ -2,8 +2,8 @@
  * Pieces of the tests of commands on a sandbox whose VM keeps them waiting (QMP held by another
  * client, an agent not there yet): a sandbox whose paused VM sits behind a relay on the recorded QMP
  * socket that counts connections, a client holding QEMU's QMP, an agent that never answers, a
- * second pod link to add (and its NIC in a guest), vcnet commands left running, and the links a
- * record holds.
+ * second pod link to add (and its NIC in a guest, its add-iface request), vcnet commands left
+ * running (and seen waiting for QMP), list-ifaces answering meanwhile, and the links a record holds.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -14,6 +14,7 @@ import { expect } from 'vitest';
 import { QmpClient } from '../../src/hypervisor/qmp.js';
 import type { TestCleanup } from './cleanup.js';
 import { vcnetAsync } from './cli.js';
+import { writeRequest } from './hotplug-guest.js';
 import type { TestNamespace } from './namespace.js';
 import { fingerprint, linkMac, makePod } from './pod.js';
 import { untilInfoNetwork } from './qmp-look.js';
@@ -88,6 +89,43 @@ export function vcnetKilledAfterTest(cleanup: TestCleanup, args: string[], env: 
   return running;
 }
 
+/**
+ * vcnet `args` (VCNET_QMP_CONNECT_TIMEOUT `qmpWaitSeconds`, and `env`) run in the background, once it
+ * has connected to `relay` on the recorded QMP socket: it waits for QEMU's greeting, which another
+ * client holds. Killed after the test if still running.
+ */
+export async function vcnetWaitingForQmp(
+  cleanup: TestCleanup,
+  args: string[],
+  relay: { accepted: () => number },
+  qmpWaitSeconds: string,
+  env: Record<string, string> = {},
+): Promise<ReturnType<typeof vcnetAsync>> {
+  const acceptedBefore = relay.accepted();
+  const running = vcnetKilledAfterTest(cleanup, args, { VCNET_QMP_CONNECT_TIMEOUT: qmpWaitSeconds, ...env });
+  await until(() => relay.accepted() > acceptedBefore, `${args[0]}'s QMP connection`, 30_000);
+  return running;
+}
+
+/**
+ * list-ifaces of `sandbox` (state directory `directory`) answers, waiting at most
+ * `lockTimeoutSeconds` for the sandbox's lock: nothing holds it for long. The sandbox's agent is
+ * silent or absent in these tests, so the recorded view answers either way: --timeout spares the
+ * list's 3 s wait for the agent, which they would only sit out.
+ */
+export async function expectListIfacesAnswers(
+  directory: string,
+  sandbox: string,
+  lockTimeoutSeconds: string,
+): Promise<void> {
+  const listed = await vcnetAsync(['list-ifaces', sandbox, '--json', '--timeout', '100', '--state-dir', directory], {
+    VCNET_LOCK_TIMEOUT: lockTimeoutSeconds,
+  }).done;
+  expect(listed.stderr).not.toContain('is being changed by process');
+  expect(listed.status, listed.stderr).toBe(0);
+  expect(listed.stdout).toContain('"eth0"');
+}
+
 /** VCNET_QMP_CONNECT_TIMEOUT for this process's own library calls, put back after the test. */
 export function qmpConnectTimeoutHere(cleanup: TestCleanup, seconds: string): void {
   const previous = process.env.VCNET_QMP_CONNECT_TIMEOUT;
@@ -143,6 +181,22 @@ export function addEth9({ pod, node }: Pick<ReturnType<typeof makePod>, 'pod' | 
   node.exec('ip', ['link', 'add', 'veth9', 'type', 'veth', 'peer', 'name', 'eth9', 'netns', pod.name]);
   pod.exec('ip', ['addr', 'add', '10.209.0.2/24', 'dev', 'eth9']);
   pod.exec('ip', ['link', 'set', 'eth9', 'up']);
+}
+
+/**
+ * A sandbox of sandboxesBehindRelay made ready for an add-iface of eth9: an agent that never answers
+ * on its agent socket (`agentConnections`, serveSilentAgent's), eth9 in its pod (addEth9) and
+ * `request`, the add-iface request for it (net9), written in `directory`.
+ */
+export async function eth9ToAdd(
+  cleanup: TestCleanup,
+  directory: string,
+  sandbox: Pick<ReturnType<typeof makePod>, 'pod' | 'node'> & { agentPath: string },
+): Promise<{ agentConnections: Socket[]; request: string }> {
+  const agentConnections = await serveSilentAgent(cleanup, sandbox.agentPath);
+  addEth9(sandbox);
+  const request = writeRequest(directory, 'add.json', { device: 'eth9', name: 'net9' });
+  return { agentConnections, request };
 }
 
 /** The guest's NIC for eth9 (addEth9): a link nic9 with the pod link's MAC, as the plugged NIC gets it. That MAC. */

@@ -24,6 +24,8 @@ import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { shortWaits, stateDirectoryPerTest, vcnet, vcnetAsync } from '../../helpers/cli.js';
 import {
   addEth9,
+  eth9ToAdd,
+  expectListIfacesAnswers,
   expectNet1InQemu,
   holdQmp,
   qmpConnectTimeoutHere,
@@ -31,6 +33,7 @@ import {
   sandboxesBehindRelay,
   serveSilentAgent,
   vcnetKilledAfterTest,
+  vcnetWaitingForQmp,
 } from '../../helpers/held-vm.js';
 import { writeRequest } from '../../helpers/hotplug-guest.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
@@ -45,6 +48,29 @@ const stateDirectory = stateDirectoryPerTest('vcnet-watch-qmp-busy-');
 const vm = sandboxVmFixture();
 const cleanup = cleanupAfterEach();
 const sandboxBehindRelay = sandboxesBehindRelay(vm, cleanup, stateDirectory);
+
+/**
+ * `sandbox` behind the relay (plain, or `mode` '+take'), with an agent that never answers (an
+ * add-iface waits for it after the plug) and eth9 in its pod; `request`: the add-iface of eth9.
+ */
+async function sandboxWithEth9ToAdd(sandbox: string, mode?: '+take') {
+  const sandboxed = await sandboxBehindRelay(sandbox, mode);
+  return { ...sandboxed, ...(await eth9ToAdd(cleanup, stateDirectory(), sandboxed)) };
+}
+
+/**
+ * `vcnet watch` of `sandbox` (--debounce `debounceMs`, VCNET_QMP_CONNECT_TIMEOUT `qmpWaitSeconds`)
+ * once it said it watches; killed after the test if still running.
+ */
+async function watchStarted(sandbox: string, debounceMs: string, qmpWaitSeconds: string) {
+  const watch = vcnetKilledAfterTest(
+    cleanup,
+    ['watch', '--sandbox', sandbox, '--debounce', debounceMs, '--state-dir', stateDirectory()],
+    { VCNET_QMP_CONNECT_TIMEOUT: qmpWaitSeconds },
+  );
+  await until(() => watch.output().stderr.includes(`watching sandbox ${sandbox}`), 'the watch to start', 15_000);
+  return watch;
+}
 
 /**
  * The VM goes, and the silent agent's connections with it: add-iface's wait for the agent (`adding`)
@@ -70,12 +96,8 @@ async function detachOnceQemuStops(
  * While `waiting` (a vcnet command) waits for QMP, list-ifaces of its sandbox answers: the wait holds
  * no sandbox lock. Nothing of the new link is recorded yet.
  */
-async function expectListIfacesAnswers(sandbox: string, waiting: { exitCode: number | null }): Promise<void> {
-  const state = ['--state-dir', stateDirectory()];
-  const listed = await vcnetAsync(['list-ifaces', sandbox, '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
-  expect(listed.stderr).not.toContain('is being changed by process');
-  expect(listed.status, listed.stderr).toBe(0);
-  expect(listed.stdout).toContain('"eth0"');
+async function expectListIfacesAnswersMeanwhile(sandbox: string, waiting: { exitCode: number | null }): Promise<void> {
+  await expectListIfacesAnswers(stateDirectory(), sandbox, '10');
   expect(waiting.exitCode, 'still waiting for QMP').toBeNull();
   expect(recordedLinks(stateDirectory(), sandbox)).toEqual(['eth0']);
 }
@@ -87,10 +109,7 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     const agentConnections = await serveSilentAgent(cleanup, agentPath);
 
     // The watch may wait a minute for QMP; the other command waits 10 s for the sandbox lock.
-    const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
-      VCNET_QMP_CONNECT_TIMEOUT: '60',
-    });
-    await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);
+    const watch = await watchStarted('wq', '50', '60');
 
     // Another client (a runtime, a monitor) holds QEMU's QMP: the next one gets no greeting until it closes.
     const holder = await holdQmp(cleanup, qemuQmpPath);
@@ -99,7 +118,7 @@ describe.skipIf(skipReason !== undefined)('watch while another client holds QMP'
     // The watch read the new link and connected to QMP: it waits for QEMU's greeting now.
     await until(() => relay.accepted() > acceptedBefore, "the watch's QMP connection", 30_000);
 
-    await expectListIfacesAnswers('wq', watch.child);
+    await expectListIfacesAnswersMeanwhile('wq', watch.child);
 
     // QMP free: the watch attaches eth9 and plugs its NIC (net1), then waits for the agent.
     await holder.release();
@@ -122,19 +141,17 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
   it('waits for QMP as VCNET_QMP_CONNECT_TIMEOUT says, without the locks, and unplugs the NIC once QMP is free', async () => {
     const { pod, before, state, qemuQmpPath, qmpPath, relay } = await sandboxBehindRelay('dq');
     const holder = await holdQmp(cleanup, qemuQmpPath);
-    const acceptedBefore = relay.accepted();
     // The paused VM never releases the NIC: detach's 10 s wait for it is only sat out here
     // (detach-running-vm.test.ts keeps it whole).
-    const detaching = vcnetKilledAfterTest(
+    const detaching = await vcnetWaitingForQmp(
       cleanup,
       ['detach', '--sandbox', 'dq', ...state],
-      shortWaits({ unplugMs: 1_000 }, { VCNET_QMP_CONNECT_TIMEOUT: '60' }),
+      relay,
+      '60',
+      shortWaits({ unplugMs: 1_000 }),
     );
-    await until(() => relay.accepted() > acceptedBefore, "detach's QMP connection", 30_000);
     // Meanwhile the sandbox is not locked: list-ifaces answers (the recorded view: no agent listens).
-    const listed = await vcnetAsync(['list-ifaces', 'dq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
-    expect(listed.status, listed.stderr).toBe(0);
-    expect(listed.stdout).toContain('"eth0"');
+    await expectListIfacesAnswers(stateDirectory(), 'dq', '10');
     // The wait detach used to give QMP (VMM_WAIT_WITHOUT_LOCKS_MS, then the taps went without an
     // unplug), begun after detach's own and seen to end: detach, waiting as VCNET_QMP_CONNECT_TIMEOUT
     // says, still waits.
@@ -154,19 +171,10 @@ describe.skipIf(skipReason !== undefined)('detach while another client holds QMP
 
 describe.skipIf(skipReason !== undefined)('add-iface while another client holds QMP', () => {
   it('waits for QMP without the sandbox lock: list-ifaces goes through meanwhile; the NIC is plugged once QMP is free', async () => {
-    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('aq');
-    // An agent that takes connections and never answers: add-iface waits for it after the plug.
-    const agentConnections = await serveSilentAgent(cleanup, agentPath);
-    addEth9({ pod, node });
-    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
-
+    const { pod, before, state, qemuQmpPath, relay, agentConnections, request } = await sandboxWithEth9ToAdd('aq');
     const holder = await holdQmp(cleanup, qemuQmpPath);
-    const acceptedBefore = relay.accepted();
-    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'aq', request, ...state], {
-      VCNET_QMP_CONNECT_TIMEOUT: '60',
-    });
-    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
-    await expectListIfacesAnswers('aq', adding.child);
+    const adding = await vcnetWaitingForQmp(cleanup, ['add-iface', 'aq', request, ...state], relay, '60');
+    await expectListIfacesAnswersMeanwhile('aq', adding.child);
 
     await holder.release();
     await expectNet1InQemu(qemuQmpPath);
@@ -179,19 +187,11 @@ describe.skipIf(skipReason !== undefined)('add-iface while another client holds 
 
 describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past its wait', () => {
   it('fails without the lock held, naming the sandbox, the socket and how to find its holder; nothing is changed', async () => {
-    const { pod, node, state, qemuQmpPath, qmpPath, agentPath, relay } = await sandboxBehindRelay('bq');
-    await serveSilentAgent(cleanup, agentPath);
-    addEth9({ pod, node });
+    const { pod, state, qemuQmpPath, qmpPath, relay, request } = await sandboxWithEth9ToAdd('bq');
     const beforeAdd = fingerprint(pod);
-    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
     await holdQmp(cleanup, qemuQmpPath);
-    const acceptedBefore = relay.accepted();
-    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'bq', request, ...state], {
-      VCNET_QMP_CONNECT_TIMEOUT: '8',
-    });
-    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
-    const listed = await vcnetAsync(['list-ifaces', 'bq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
-    expect(listed.status, listed.stderr).toBe(0);
+    const adding = await vcnetWaitingForQmp(cleanup, ['add-iface', 'bq', request, ...state], relay, '8');
+    await expectListIfacesAnswers(stateDirectory(), 'bq', '10');
     const failed = await adding.done;
     expect(failed.status).toBe(1);
     expect(failed.stderr).toContain(`QMP handshake on ${qmpPath}: no greeting from QEMU`);
@@ -213,14 +213,14 @@ describe.skipIf(skipReason !== undefined)('add-iface while QMP stays held past i
 describe.skipIf(skipReason !== undefined)('add-iface while another client takes QMP after its check', () => {
   it('plugs on the connection it checked QMP with: a client taking QMP once that check is done does not come between', async () => {
     // Takes QMP the moment add-iface's first connection (its check under the lock) closes.
-    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('tq', '+take');
+    const { pod, before, state, qemuQmpPath, relay, agentConnections, request } = await sandboxWithEth9ToAdd(
+      'tq',
+      '+take',
+    );
     let taken = false;
     cleanup.defer(() => {
       if (taken) relay.letGo();
     });
-    const agentConnections = await serveSilentAgent(cleanup, agentPath);
-    addEth9({ pod, node });
-    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
     const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'tq', request, ...state], {
       VCNET_QMP_CONNECT_TIMEOUT: '60',
     });
@@ -314,7 +314,7 @@ function runtimeConnectHotplug() {
 
 describe.skipIf(skipReason !== undefined)("the library's detachSandbox while another client holds QMP", () => {
   it('waits for QMP without its locks before connectHotplug: list-ifaces answers meanwhile; the NIC is unplugged once QMP is free', async () => {
-    const { pod, before, state, qemuQmpPath, relay } = await sandboxBehindRelay('lq');
+    const { pod, before, qemuQmpPath, relay } = await sandboxBehindRelay('lq');
     const holder = await holdQmp(cleanup, qemuQmpPath);
     qmpConnectTimeoutHere(cleanup, '60');
     const runtime = runtimeConnectHotplug();
@@ -327,10 +327,7 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
     );
     cleanup.defer(() => detaching.catch(() => undefined));
     await until(() => relay.accepted() > acceptedBefore, "detach's QMP connection", 30_000);
-    const listed = await vcnetAsync(['list-ifaces', 'lq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
-    expect(listed.stderr).not.toContain('is being changed by process');
-    expect(listed.status, listed.stderr).toBe(0);
-    expect(listed.stdout).toContain('"eth0"');
+    await expectListIfacesAnswers(stateDirectory(), 'lq', '10');
     expect(settled, 'detach still waiting for QMP').toBe(false);
     await holder.release();
     const result = await detaching;
@@ -343,7 +340,7 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
 
   it('gives its locks back when another client takes QMP between its wait and connectHotplug, waits again and runs again', async () => {
     // Takes QMP the moment detach's first connection (its wait without the locks) closes.
-    const { pod, before, state, relay } = await sandboxBehindRelay('rq', '+take');
+    const { pod, before, relay } = await sandboxBehindRelay('rq', '+take');
     let taken = false;
     cleanup.defer(() => {
       if (taken) relay.letGo();
@@ -362,8 +359,7 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
     // connectHotplug's connect under the locks (client 2) finds QMP taken: the locks go back, and
     // detach waits again without them (client 3, behind the holder in QEMU's queue).
     await until(() => relay.accepted() >= 3, "detach's wait after its connect under the locks", 30_000);
-    const listed = await vcnetAsync(['list-ifaces', 'rq', '--json', ...state], { VCNET_LOCK_TIMEOUT: '10' }).done;
-    expect(listed.status, listed.stderr).toBe(0);
+    await expectListIfacesAnswers(stateDirectory(), 'rq', '10');
     expect(settled, 'detach still waiting for QMP').toBe(false);
     relay.letGo();
     taken = false;
@@ -378,20 +374,17 @@ describe.skipIf(skipReason !== undefined)("the library's detachSandbox while ano
 
 describe.skipIf(skipReason !== undefined)('add-iface whose sandbox lock was taken while it waited for QMP', () => {
   it('gets its turn at a free QMP under the lock even when the lock wait used up the QMP budget', async () => {
-    const { pod, node, before, state, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('lq');
-    const agentConnections = await serveSilentAgent(cleanup, agentPath);
-    addEth9({ pod, node });
-    const request = writeRequest(stateDirectory(), 'add.json', { device: 'eth9', name: 'net9' });
-
+    const { pod, before, state, qemuQmpPath, relay, agentConnections, request } = await sandboxWithEth9ToAdd('lq');
     const holder = await holdQmp(cleanup, qemuQmpPath);
-    const acceptedBefore = relay.accepted();
     const budgetSeconds = 3;
-    const adding = vcnetKilledAfterTest(cleanup, ['add-iface', 'lq', request, ...state], {
-      VCNET_QMP_CONNECT_TIMEOUT: String(budgetSeconds),
-      VCNET_LOCK_TIMEOUT: '60',
-    });
     // add-iface connected under the sandbox lock; it gives the lock back once QMP did not greet.
-    await until(() => relay.accepted() > acceptedBefore, "add-iface's QMP connection", 30_000);
+    const adding = await vcnetWaitingForQmp(
+      cleanup,
+      ['add-iface', 'lq', request, ...state],
+      relay,
+      String(budgetSeconds),
+      { VCNET_LOCK_TIMEOUT: '60' },
+    );
     const connectedAt = Date.now();
     // Another command (here this test) takes the sandbox lock meanwhile and holds it past add-iface's
     // QMP budget; QMP is free long before that lock is given back.
@@ -457,10 +450,7 @@ describe.skipIf(skipReason !== undefined)('watch of a change with a MAC change w
   it("reports the MAC change in the change's JSON line after waiting for QMP without the lock", async () => {
     const { pod, node, state, qemuQmpPath, agentPath, endpoint, relay } = await sandboxBehindRelay('mq');
     await serveAgreeingAgent(agentPath);
-    const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'mq', '--debounce', '1000', ...state], {
-      VCNET_QMP_CONNECT_TIMEOUT: '60',
-    });
-    await until(() => watch.output().stderr.includes('watching sandbox mq'), 'the watch to start', 15_000);
+    const watch = await watchStarted('mq', '1000', '60');
     const holder = await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     // One change: eth0 gets another MAC than its guest NIC's, and eth9 comes.
@@ -498,9 +488,7 @@ describe.skipIf(skipReason !== undefined)(
   "addInterface aborted while it waits for QMP without the sandbox's lock",
   () => {
     it("rejects with the signal's reason while QMP is still held, and changes nothing", async () => {
-      const { pod, node, qemuQmpPath, agentPath, relay } = await sandboxBehindRelay('sq');
-      await serveSilentAgent(cleanup, agentPath);
-      addEth9({ pod, node });
+      const { pod, qemuQmpPath, relay } = await sandboxWithEth9ToAdd('sq');
       const beforeAdd = fingerprint(pod);
       await holdQmp(cleanup, qemuQmpPath);
       const acceptedBefore = relay.accepted();
@@ -526,12 +514,9 @@ describe.skipIf(skipReason !== undefined)(
 
 describe.skipIf(skipReason !== undefined)('watch stopped while a change waits for QMP without the lock', () => {
   it('ends within its stop bound, the change not applied, while QMP is still held', async () => {
-    const { pod, node, state, qemuQmpPath, relay } = await sandboxBehindRelay('tq');
+    const { pod, node, qemuQmpPath, relay } = await sandboxBehindRelay('tq');
     // Longer than this test may take: the watch's stop must not wait for the end of the QMP wait.
-    const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'tq', '--debounce', '50', ...state], {
-      VCNET_QMP_CONNECT_TIMEOUT: '600',
-    });
-    await until(() => watch.output().stderr.includes('watching sandbox tq'), 'the watch to start', 15_000);
+    const watch = await watchStarted('tq', '50', '600');
     await holdQmp(cleanup, qemuQmpPath);
     const acceptedBefore = relay.accepted();
     addEth9({ pod, node });
@@ -557,10 +542,7 @@ describe.skipIf(skipReason !== undefined)(
       const other = makePod();
       const otherBefore = fingerprint(other.pod);
       const { pod, state, qemuQmpPath, relay } = await sandboxBehindRelay('wq');
-      const watch = vcnetKilledAfterTest(cleanup, ['watch', '--sandbox', 'wq', '--debounce', '50', ...state], {
-        VCNET_QMP_CONNECT_TIMEOUT: '60',
-      });
-      await until(() => watch.output().stderr.includes('watching sandbox wq'), 'the watch to start', 15_000);
+      const watch = await watchStarted('wq', '50', '60');
       const holder = await holdQmp(cleanup, qemuQmpPath);
       const acceptedBefore = relay.accepted();
       // The change: eth0 goes from the watched pod, whose NIC the watch must unplug through QMP.

@@ -10,18 +10,12 @@
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { shortWaits, stateDirectoryPerTest, type vcnetAsync } from '../../helpers/cli.js';
-import { holdQmp } from '../../helpers/held-vm.js';
+import { expectListIfacesAnswers, holdQmp, vcnetWaitingForQmp } from '../../helpers/held-vm.js';
 import { fingerprint } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 import { qemuIntegrationSkipReason, sandboxVmFixture } from '../hypervisor/paused-qemu.js';
 import { expectUnfinishedLeftForNextGc } from './gc-left-unfinished.js';
-import {
-  detachOnceQemuStopped,
-  expectListIfacesAnswers,
-  recordedModels,
-  runWaitingForQmp,
-  unfinishedHotplug,
-} from './unfinished-hotplug-qmp-held.js';
+import { detachOnceQemuStopped, recordedModels, unfinishedHotplug } from './unfinished-hotplug-qmp-held.js';
 
 const skipReason = qemuIntegrationSkipReason();
 if (skipReason) console.log(`skipping the gc- and watch-with-QMP-busy tests: ${skipReason}`);
@@ -37,7 +31,7 @@ function waitingForQmp(
   qmpWaitSeconds: string,
   env: Record<string, string> = {},
 ) {
-  return runWaitingForQmp(cleanup, [...args, '--state-dir', stateDirectory()], relay, qmpWaitSeconds, env);
+  return vcnetWaitingForQmp(cleanup, [...args, '--state-dir', stateDirectory()], relay, qmpWaitSeconds, env);
 }
 
 /** Stops `watching` (SIGTERM), which must end cleanly. */

@@ -7,21 +7,17 @@
  * reader in the same namespace took a command long gone for running while that other process lived.
  * Real PID namespaces; the entries are made by vcnet's own module (dist/, as the CLI runs it).
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../../../src/network/endpoint/endpoint.js';
 import { guestPendingEntry, guestPendingVerdict } from '../../../src/sandbox/guest-pending.js';
+import { spawnKilledAfterTest } from '../../helpers/child-output.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { guestPendingProcess } from '../../helpers/guest-pending-process.js';
+import { GUEST_PENDING_MODULE, guestPendingProcess } from '../../helpers/guest-pending-process.js';
 import { until } from '../../helpers/until.js';
 
 const cleanup = cleanupAfterEach();
-const guestPendingModule = pathToFileURL(
-  fileURLToPath(new URL('../../../dist/sandbox/guest-pending.js', import.meta.url)),
-).href;
 
 /** guestPendingProcess, in a new PID namespace that keeps this /proc when `unshared`. */
 function entryWriter(unshared: boolean) {
@@ -51,13 +47,14 @@ describe("guestPending in a PID namespace that sees its parent namespace's /proc
       // sh is the namespace's pid 1; the writer, its first child, pid 2 there (the parent's pid 2 is
       // kthreadd, which lives on); the reader runs once the writer is gone.
       const directory = cleanup.directory('vcnet-guest-parent-proc-');
-      const write = `const { guestPendingEntry } = await import(${JSON.stringify(guestPendingModule)});
+      const write = `const { guestPendingEntry } = await import(${JSON.stringify(GUEST_PENDING_MODULE)});
       console.log(JSON.stringify(guestPendingEntry({ name: 'eth1', properties: { link: { name: 'eth9' } } }, 'add-iface')));`;
-      const read = `const { guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
+      const read = `const { guestPendingVerdict } = await import(${JSON.stringify(GUEST_PENDING_MODULE)});
       const { readFileSync } = await import('node:fs');
       const entry = JSON.parse(readFileSync(process.argv[1], 'utf8'));
       console.log(JSON.stringify({ pid: entry.pid, verdict: guestPendingVerdict(entry) }));`;
-      const child = spawn(
+      const child = spawnKilledAfterTest(
+        cleanup,
         'unshare',
         [
           '--pid',
@@ -77,19 +74,8 @@ describe("guestPending in a PID namespace that sees its parent namespace's /proc
           },
         },
       );
-      let output = '';
-      child.stdout.on('data', (chunk) => {
-        output += chunk;
-      });
-      child.stderr.on('data', (chunk) => {
-        output += chunk;
-      });
-      const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
-      cleanup.defer(async () => {
-        child.kill('SIGKILL');
-        await exited;
-      });
-      await exited;
+      await child.exited;
+      const output = child.output();
       const { pid, verdict } = JSON.parse(output.trim().split('\n').at(-1) ?? '{}') as {
         pid: number;
         verdict: unknown;
@@ -114,14 +100,12 @@ describe("guestPending read through another PID namespace's /proc", () => {
     "a reader whose /proc is a child namespace's (a container's mount namespace entered alone) guesses by time: none of its pids is looked up there",
     async () => {
       // A container: its own PID namespace, with its own /proc in its own mount namespace.
-      const container = spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600'], {
-        stdio: 'ignore',
-      });
-      const containerExited = new Promise<void>((resolve) => container.on('close', () => resolve()));
-      cleanup.defer(async () => {
-        container.kill('SIGKILL');
-        await containerExited;
-      });
+      const { child: container } = spawnKilledAfterTest(
+        cleanup,
+        'unshare',
+        ['--pid', '--fork', '--mount-proc', '--kill-child', 'sleep', '600'],
+        { stdio: 'ignore' },
+      );
       const childrenOf = (pid: number) =>
         readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
       await until(() => childrenOf(container.pid!).length > 0, "the container's process");
@@ -132,28 +116,18 @@ describe("guestPending read through another PID namespace's /proc", () => {
         { name: 'eth1', properties: { link: { name: 'eth9' } } } as Endpoint,
         'add-iface',
       );
-      const read = `const { guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
+      const read = `const { guestPendingVerdict } = await import(${JSON.stringify(GUEST_PENDING_MODULE)});
       console.log(JSON.stringify(guestPendingVerdict(JSON.parse(process.argv[1]))));`;
-      const reader = spawn(
+      const reader = spawnKilledAfterTest(
+        cleanup,
         'nsenter',
         // -r and -w: the container's root and working directory, not its mount namespace's own root
         // (which setns makes the root: a chroot's / otherwise, where this node is not).
         ['-t', inside, '-m', '-r', '-w', process.execPath, '--input-type=module', '-e', read, JSON.stringify(entry)],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
-      let output = '';
-      reader.stdout.on('data', (chunk) => {
-        output += chunk;
-      });
-      reader.stderr.on('data', (chunk) => {
-        output += chunk;
-      });
-      const readerExited = new Promise<void>((resolve) => reader.on('close', () => resolve()));
-      cleanup.defer(async () => {
-        reader.kill('SIGKILL');
-        await readerExited;
-      });
-      await readerExited;
+      await reader.exited;
+      const output = reader.output();
       // Before: the host pid looked up in the container's /proc, no such process there: stopped, surely.
       expect(JSON.parse(output.trim().split('\n').at(-1) ?? '{}'), output).toEqual({ running: true, guessed: true });
     },

@@ -6,22 +6,18 @@
  * Real kernel: the writer in a real PID namespace, the reader in a mount namespace of its own
  * (unshare -m) where the writer's /proc/PID/status is a bind-mounted copy without its NSpid line.
  */
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { GuestPending } from '../../../src/network/state/records.js';
+import { spawnKilledAfterTest } from '../../helpers/child-output.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
-import { guestPendingProcess } from '../../helpers/guest-pending-process.js';
+import { GUEST_PENDING_MODULE, guestPendingProcess } from '../../helpers/guest-pending-process.js';
 import { makePod } from '../../helpers/pod.js';
 
 const cleanup = cleanupAfterEach();
 const stateDirectory = stateDirectoryPerTest('vcnet-no-nspid-');
-const guestPendingModule = pathToFileURL(
-  fileURLToPath(new URL('../../../dist/sandbox/guest-pending.js', import.meta.url)),
-).href;
 
 const skipReason = process.getuid?.() !== 0 ? 'PID and mount namespaces need root' : undefined;
 if (skipReason) console.log(`skipping the guestPending without-NSpid tests: ${skipReason}`);
@@ -48,7 +44,8 @@ async function nodeWithStatus(pid: string, status: string, args: string[]): Prom
   const directory = cleanup.directory('vcnet-guest-no-nspid-');
   const fakeStatus = join(directory, 'status');
   writeFileSync(fakeStatus, status);
-  const reader = spawn(
+  const reader = spawnKilledAfterTest(
+    cleanup,
     'unshare',
     [
       '--mount',
@@ -66,25 +63,13 @@ async function nodeWithStatus(pid: string, status: string, args: string[]): Prom
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  let output = '';
-  reader.stdout.on('data', (chunk) => {
-    output += chunk;
-  });
-  reader.stderr.on('data', (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<void>((resolve) => reader.on('close', () => resolve()));
-  cleanup.defer(async () => {
-    reader.kill('SIGKILL');
-    await exited;
-  });
-  await exited;
-  return output;
+  await reader.exited;
+  return reader.output();
 }
 
 /** guestPendingVerdict of `entry` read through nodeWithStatus's /proc. */
 async function verdictWithStatus(entry: GuestPending, pid: string, status: string): Promise<unknown> {
-  const read = `const { guestPendingVerdict } = await import(${JSON.stringify(guestPendingModule)});
+  const read = `const { guestPendingVerdict } = await import(${JSON.stringify(GUEST_PENDING_MODULE)});
   console.log(JSON.stringify(guestPendingVerdict(JSON.parse(process.argv[1]))));`;
   const output = await nodeWithStatus(pid, status, ['--input-type=module', '-e', read, JSON.stringify(entry)]);
   try {
