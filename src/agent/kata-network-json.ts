@@ -263,13 +263,18 @@ const NEIGHBOUR_KEYS: KeyRules = {
   children: { toIPAddress: IP_ADDRESS_KEYS },
 };
 
-/** The rules of the message a path's last key sits in ("routes[0].gatway": a route's), by the path as the JSON spelled it. */
+/**
+ * The rules of the message a path's last key sits in ("routes[0].gatway": a route's), by the path as
+ * the JSON spelled it. The `u` flag makes `i` fold keys as Go does (Unicode simple folding: the long
+ * s U+017F and the Kelvin sign U+212A match s and k): without it, "IPAddre\u017f\u017fes", which Go
+ * reads as IPAddresses, was taken for no list of addresses.
+ */
 function rulesAt(parent: string): KeyRules {
-  return /(?:^|\.)(?:IPAddresses\[\d+\]|toIPAddress)$/i.test(parent)
+  return /(?:^|\.)(?:IPAddresses\[\d+\]|toIPAddress)$/iu.test(parent)
     ? IP_ADDRESS_KEYS
-    : /^routes?\b/i.test(parent)
+    : /^routes?\b/iu.test(parent)
       ? ROUTE_KEYS
-      : /^neighbou?rs?\b/i.test(parent)
+      : /^neighbou?rs?\b/iu.test(parent)
         ? NEIGHBOUR_KEYS
         : INTERFACE_KEYS;
 }
@@ -308,7 +313,13 @@ function ignoredKeyAt(path: string): { key: string; rules: KeyRules } | undefine
   return { key, rules: rulesAt(parent) };
 }
 
-/** Go's case folding for key matching (bytes.EqualFold-like, with the Kelvin sign and long s Go folds too). */
+/**
+ * Go's folding of a key as it matches one to a field: ASCII case, and the two letters Unicode folds
+ * onto ASCII ones, the Kelvin sign (k) and the long s (s). Go up to 1.20 (Kata 1.x) compared with
+ * equalFoldRight, special-casing them; Go 1.21 and later (Kata today) fold the whole name with
+ * unicode.SimpleFold: the same for ASCII field names. JavaScript's toLowerCase makes no other
+ * non-ASCII letter ASCII ("İ" becomes "i" and a combining dot), so ı, İ and ﬅ match nothing, as in Go.
+ */
 function foldKey(key: string): string {
   return key
     .replace(/\u212a/g, 'k')
@@ -562,7 +573,9 @@ const aliasesRead = new WeakMap<object, ReadonlyMap<string, string>>();
  * elements past it in the backing array. A later, longer list reaches them again, so
  * `"IPAddresses":[a,b],"IPAddresses":[c],"IPAddresses":[d,e]` decodes e into b. An empty list
  * makes a new slice (decode.go `array`: `if i == 0 ... MakeSlice(0, 0)`), and null a nil one: both
- * drop what the backing array held.
+ * drop what the backing array held. Every Go release decodes so, Kata 1.x's and today's alike
+ * (golang/go#21092 is open; its fix, merged for Go 1.15, was reverted before that release,
+ * golang/go#39427), and none loses the elements past the end as the slice grows: it only grows full.
  */
 const keptPastEnd = new WeakMap<object, readonly unknown[]>();
 

@@ -1,20 +1,34 @@
 /**
- * A small model of how Go's encoding/json decodes Kata's Interface and Route JSON (decode.go: a key
- * matches a field exactly, else case-insensitively; unknown keys are ignored; every value given is
- * decoded in the order of the text, a key given twice included; null leaves a string or number as it
- * was and makes a pointer or slice nil; an object is decoded into the struct a pointer already holds;
- * a list into the slice already there, element by element, its length cut to the list's but the
- * elements past it kept for a later, longer list; [] makes a new slice; a value of the wrong type is
- * an error, the object refused), plus the extensions vcnet documents (the aliases, integers as
- * decimal strings, the request around one message). The fuzz test checks vcnet's reading against it;
- * it shares no code with src/agent/kata-network-json.ts.
+ * A small model of Go's encoding/json decoding Kata's agent messages: the structs protoc generates
+ * from types.proto and agent.proto, each field keyed by its JSON tag. It is plain Go; what vcnet
+ * reads beyond it (its extensions: other names, integers as strings...) the caller states and passes
+ * to decodeAs. The Kata JSON fuzz test checks vcnet's reading against it; it shares no code with
+ * src/agent/kata-network-json.ts.
+ *
+ * Go's rules it follows (decode.go and fold.go), the same in every Go release Kata was built with for
+ * these ASCII field names: Kata 1.x's runtime, whose kata-network read this JSON (Go 1.11 to 1.12 in
+ * its versions.yaml), and today's (Go 1.24):
+ * - a key matches a field's name exactly, else by Go's folding: ASCII case, and the two letters
+ *   Unicode folds onto an ASCII one, the Kelvin sign U+212A (k) and the long s U+017F (s). Go up to
+ *   1.20 compared with equalFoldRight (its special cases for k and s) or an ASCII fold, Go 1.21 and
+ *   later fold the whole name (foldName, unicode.SimpleFold): for ASCII field names both match the
+ *   same keys. No other non-ASCII letter folds onto ASCII (U+0130 and U+0131 fold onto nothing);
+ * - a key that matches no field is ignored;
+ * - every value given is decoded, in the order of the text, a key given twice included;
+ * - null leaves a string or number as it was and makes a pointer or slice nil;
+ * - an object is decoded into the struct a pointer already holds;
+ * - a list is decoded into the slice already there, element by element (a pointer already there
+ *   decoded into), its length then cut to the list's; the elements past it stay in the backing array
+ *   and a later, longer list reaches them again. Every Go release does this (golang/go#21092, still
+ *   open; its fix was merged for Go 1.15 and reverted before the release, golang/go#39427), and none
+ *   loses them on growing: the slice only grows when full. [] makes a new, empty slice;
+ * - a value of the wrong type (a number out of the field's range, or not an integer, included) is an
+ *   error: the rest is decoded, and the whole refused.
  */
 
 /** A JSON value as written: an object keeps every key, duplicates included, in the order given. */
-export type JsonNode =
-  | { object: Array<[string, JsonNode]> }
-  | { array: JsonNode[] }
-  | { scalar: null | boolean | number | string };
+export type JsonNode = { object: Array<[string, JsonNode]> } | { array: JsonNode[] } | { scalar: ScalarValue };
+export type ScalarValue = null | boolean | number | string;
 
 export function jsonText(node: JsonNode): string {
   if ('object' in node)
@@ -23,41 +37,87 @@ export function jsonText(node: JsonNode): string {
   return JSON.stringify(node.scalar);
 }
 
-type Scalar = 'string' | 'uint32' | 'mtu' | 'family';
-interface StructType {
-  fields: Record<string, Scalar | { pointerTo: StructType } | { sliceOf: StructType }>;
-  /** vcnet's old names of a field, by lower-case spelling: read when the field's own name is not given. */
-  aliases?: Record<string, string>;
-  /** A message around one field (the agent's Routes): its field is named by the message's own path. */
-  unnamed?: boolean;
+/** Go's scalar types of the fields; IPFamily is protoc's enum type, an int32. */
+export type GoScalar = 'string' | 'int32' | 'uint32' | 'uint64' | 'IPFamily';
+/** A field: a scalar, a pointer to a struct, or a slice of pointers to structs. */
+export type GoField = GoScalar | { pointerTo: GoStruct } | { sliceOf: GoStruct };
+export interface GoStruct {
+  name: string;
+  /** By JSON tag, in the struct's order. */
+  fields: Readonly<Record<string, GoField>>;
 }
 
-const ADDRESS: StructType = { fields: { family: 'family', address: 'string', mask: 'string' } };
-export const INTERFACE: StructType = {
+export const IP_ADDRESS: GoStruct = {
+  name: 'IPAddress',
+  fields: { family: 'IPFamily', address: 'string', mask: 'string' },
+};
+/** types.Interface; field 6 is tagged devicePath since 2025 (pciPath before). */
+export const INTERFACE: GoStruct = {
+  name: 'Interface',
   fields: {
     device: 'string',
     name: 'string',
-    IPAddresses: { sliceOf: ADDRESS },
-    mtu: 'mtu',
+    IPAddresses: { sliceOf: IP_ADDRESS },
+    mtu: 'uint64',
     hwAddr: 'string',
+    devicePath: 'string',
     type: 'string',
     raw_flags: 'uint32',
   },
-  aliases: { linktype: 'type', type_: 'type', rawflags: 'raw_flags' },
 };
-export const ROUTE: StructType = {
+export const ROUTE: GoStruct = {
+  name: 'Route',
   fields: {
     dest: 'string',
     gateway: 'string',
     device: 'string',
     source: 'string',
     scope: 'uint32',
-    family: 'family',
+    family: 'IPFamily',
     flags: 'uint32',
     mtu: 'uint32',
   },
 };
-const ROUTES: StructType = { fields: { Routes: { sliceOf: ROUTE } }, unnamed: true };
+export const ARP_NEIGHBOR: GoStruct = {
+  name: 'ARPNeighbor',
+  fields: {
+    toIPAddress: { pointerTo: IP_ADDRESS },
+    device: 'string',
+    lladdr: 'string',
+    state: 'int32',
+    flags: 'int32',
+  },
+};
+export const ROUTES: GoStruct = { name: 'Routes', fields: { Routes: { sliceOf: ROUTE } } };
+export const UPDATE_INTERFACE_REQUEST: GoStruct = {
+  name: 'UpdateInterfaceRequest',
+  fields: { interface: { pointerTo: INTERFACE } },
+};
+export const UPDATE_ROUTES_REQUEST: GoStruct = {
+  name: 'UpdateRoutesRequest',
+  fields: { routes: { pointerTo: ROUTES } },
+};
+
+/** What a reader adds to Go's rules: the caller states its extensions here. */
+export interface Extensions {
+  /** Fields read beyond a struct's own, by the struct's name. */
+  fields?: Readonly<Record<string, Readonly<Record<string, GoField>>>>;
+  /**
+   * Other names of a struct's scalar fields, by the struct's name, then by the name Go-folded (goFold):
+   * read only when the field's own name is not given; of two given, the later.
+   */
+  aliases?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** A non-null scalar as the reader takes it where that differs from Go; undefined: as Go does. */
+  scalar?: (type: GoScalar, value: Exclude<ScalarValue, null>) => { value: unknown } | 'refused' | undefined;
+  /** Structs whose keys are named by the struct's own path (a request around one message: "interface.name"). */
+  unnamed?: ReadonlySet<string>;
+}
+
+/**
+ * What was read: refused, or the value as plain data (a struct's fields absent from the JSON at their
+ * zero value, a nil pointer or slice as null) with every ignored key's path (as written), once each.
+ */
+export type GoReading = { refused: true } | { refused: false; value: unknown; ignored: string[] };
 
 interface StructValue {
   fields: Map<string, unknown>;
@@ -67,29 +127,45 @@ interface StructValue {
 }
 interface SliceValue {
   items: Array<StructValue | null>;
+  /** The elements the backing array keeps past the slice's length. */
   pastEnd: Array<StructValue | null>;
+}
+
+const INTEGER_RANGES: Record<Exclude<GoScalar, 'string'>, [bigint, bigint]> = {
+  int32: [-(2n ** 31n), 2n ** 31n - 1n],
+  IPFamily: [-(2n ** 31n), 2n ** 31n - 1n],
+  uint32: [0n, 2n ** 32n - 1n],
+  uint64: [0n, 2n ** 64n - 1n],
+};
+
+/** Go's folding of a key as it matches one to an ASCII field name: ASCII case, K (U+212A) and ſ (U+017F). */
+export function goFold(key: string): string {
+  return key
+    .replace(/\u212a/g, 'k')
+    .replace(/\u017f/g, 's')
+    .replace(/[A-Z]/g, (letter) => letter.toLowerCase());
 }
 
 class Decoding {
   errors: string[] = [];
   ignored: string[] = [];
 
-  scalar(node: JsonNode, type: Scalar, current: unknown, path: string): unknown {
+  constructor(private readonly extensions: Extensions) {}
+
+  scalar(node: JsonNode, type: GoScalar, current: unknown, path: string): unknown {
     if (!('scalar' in node)) return this.refuse(path, current);
     const value = node.scalar;
     if (value === null) return current;
+    const extended = this.extensions.scalar?.(type, value);
+    if (extended === 'refused') return this.refuse(path, current);
+    if (extended !== undefined) return extended.value;
     if (type === 'string') return typeof value === 'string' ? value : this.refuse(path, current);
-    if (type === 'family') {
-      if (value === 0 || value === 2 || value === 'v4') return 0;
-      if (value === 1 || value === 10 || value === 'v6') return 1;
-      return this.refuse(path, current);
-    }
-    // vcnet also reads an integer from a decimal string, as protobuf JSON writes a 64-bit one.
-    const number = typeof value === 'string' && /^-?(0|[1-9][0-9]*)$/.test(value) ? Number(value) : value;
-    const max = type === 'mtu' ? Number.MAX_SAFE_INTEGER : 0xffffffff;
-    return typeof number === 'number' && Number.isInteger(number) && number >= 0 && number <= max
-      ? number
-      : this.refuse(path, current);
+    // Go parses the number's text with strconv.ParseInt/ParseUint: an integer literal in range.
+    const text = typeof value === 'number' ? JSON.stringify(value) : '';
+    if (!/^-?(0|[1-9][0-9]*)$/.test(text)) return this.refuse(path, current);
+    const [min, max] = INTEGER_RANGES[type];
+    const integer = BigInt(text);
+    return integer >= min && integer <= max ? Number(integer) : this.refuse(path, current);
   }
 
   refuse(path: string, current: unknown): unknown {
@@ -97,15 +173,22 @@ class Decoding {
     return current;
   }
 
-  struct(node: JsonNode, type: StructType, into: StructValue | null, path: string): StructValue | null {
+  fieldsOf(type: GoStruct): Record<string, GoField> {
+    return { ...type.fields, ...this.extensions.fields?.[type.name] };
+  }
+
+  struct(node: JsonNode, type: GoStruct, into: StructValue | null, path: string): StructValue | null {
     if ('scalar' in node && node.scalar === null) return null;
     if (!('object' in node)) return this.refuse(path, into) as StructValue | null;
     const value: StructValue = into ?? { fields: new Map(), own: new Set(), aliased: new Map() };
-    const names = Object.keys(type.fields);
+    const fields = this.fieldsOf(type);
+    const names = Object.keys(fields);
+    const aliases = this.extensions.aliases?.[type.name];
+    const unnamed = this.extensions.unnamed?.has(type.name) ?? false;
     for (const [key, child] of node.object) {
-      const field = names.find((name) => name === key) ?? names.find((name) => fold(name) === fold(key));
+      const field = names.find((name) => name === key) ?? names.find((name) => goFold(name) === goFold(key));
       if (field === undefined) {
-        const target = type.aliases?.[key.toLowerCase()];
+        const target = aliases && Object.hasOwn(aliases, goFold(key)) ? aliases[goFold(key)] : undefined;
         if (target === undefined || value.own.has(target)) {
           this.ignored.push(`${path}.${key}`);
         } else {
@@ -119,9 +202,9 @@ class Decoding {
       if (earlierAlias !== undefined) this.ignored.push(earlierAlias.path);
       value.aliased.delete(field);
       value.own.add(field);
-      const fieldType = type.fields[field]!;
+      const fieldType = fields[field]!;
       const current = value.fields.get(field);
-      const keyPath = type.unnamed ? path : `${path}.${key}`;
+      const keyPath = unnamed ? path : `${path}.${key}`;
       value.fields.set(
         field,
         typeof fieldType === 'string'
@@ -134,7 +217,7 @@ class Decoding {
     return value;
   }
 
-  slice(node: JsonNode, type: StructType, into: SliceValue | undefined, path: string): SliceValue | undefined {
+  slice(node: JsonNode, type: GoStruct, into: SliceValue | undefined, path: string): SliceValue | undefined {
     if ('scalar' in node && node.scalar === null) return undefined;
     if (!('array' in node)) return this.refuse(path, into) as SliceValue | undefined;
     if (node.array.length === 0) return { items: [], pastEnd: [] };
@@ -144,102 +227,56 @@ class Decoding {
     });
     return { items: backing.slice(0, node.array.length), pastEnd: backing.slice(node.array.length) };
   }
-}
 
-/** Go's key folding: ASCII case, and the two non-ASCII letters that fold onto an ASCII one. */
-function fold(key: string): string {
-  return key
-    .replace(/\u212a/g, 'k')
-    .replace(/\u017f/g, 's')
-    .toLowerCase();
-}
-
-/** What vcnet must read: refused, or the values with every ignored key's path (as written). */
-export type ModelReading = { refused: true } | { refused: false; value: unknown; ignored: string[] };
-
-/** A struct as plain data, fields absent at their zero value; undefined when something does not fit. */
-function plain(value: StructValue | null, type: StructType, decoding: Decoding): Record<string, unknown> | undefined {
-  if (value === null) return undefined;
-  const result: Record<string, unknown> = {};
-  for (const [name, fieldType] of Object.entries(type.fields)) {
-    let field = value.fields.get(name);
-    const alias = value.aliased.get(name);
-    if (alias !== undefined && typeof fieldType === 'string') {
-      field = decoding.scalar(alias.value, fieldType, undefined, alias.path);
+  /** A struct as plain data; an alias's value is decoded here, where it is known to be read. */
+  plain(value: StructValue | null, type: GoStruct): Record<string, unknown> | null {
+    if (value === null) return null;
+    const result: Record<string, unknown> = {};
+    given.set(result, new Set([...value.own, ...value.aliased.keys()]));
+    for (const [name, fieldType] of Object.entries(this.fieldsOf(type))) {
+      let field = value.fields.get(name);
+      const alias = value.aliased.get(name);
+      if (alias !== undefined && typeof fieldType === 'string') {
+        field = this.scalar(alias.value, fieldType, undefined, alias.path);
+      }
+      if (typeof fieldType === 'string') {
+        result[name] = field ?? (fieldType === 'string' ? '' : 0);
+      } else if ('pointerTo' in fieldType) {
+        result[name] = this.plain((field as StructValue | null | undefined) ?? null, fieldType.pointerTo);
+      } else {
+        result[name] = this.plainSlice(field as SliceValue | undefined, fieldType.sliceOf);
+      }
     }
-    if (typeof fieldType === 'string') {
-      result[name] = field ?? (fieldType === 'string' ? '' : 0);
-    } else if ('sliceOf' in fieldType) {
-      const items = ((field as SliceValue | undefined)?.items ?? []).map((item) =>
-        plain(item, fieldType.sliceOf, decoding),
-      );
-      if (items.includes(undefined)) decoding.errors.push(`${name}: a null element`);
-      result[name] = items;
-    }
+    return result;
   }
-  return result;
+
+  plainSlice(value: SliceValue | undefined, type: GoStruct): Array<Record<string, unknown> | null> | null {
+    return value === undefined ? null : value.items.map((item) => this.plain(item, type));
+  }
 }
 
-function outcome(decoding: Decoding, value: unknown): ModelReading {
+const given = new WeakMap<object, ReadonlySet<string>>();
+
+/** The fields a struct decodeAs returned was given (under any spelling, null included): Go cannot tell, a reader may. */
+export function fieldsGiven(value: object): ReadonlySet<string> {
+  return given.get(value) ?? new Set();
+}
+
+/**
+ * `node` decoded as Go decodes it into a new value of `type` (a struct, through a pointer, or a
+ * slice of pointers to one), read with `extensions`; `path` names the value in ignored keys' paths.
+ */
+export function decodeAs(
+  node: JsonNode,
+  type: GoStruct | { sliceOf: GoStruct },
+  path: string,
+  extensions: Extensions = {},
+): GoReading {
+  const decoding = new Decoding(extensions);
+  const value =
+    'sliceOf' in type
+      ? decoding.plainSlice(decoding.slice(node, type.sliceOf, undefined, path), type.sliceOf)
+      : decoding.plain(decoding.struct(node, type, null, path), type);
   if (decoding.errors.length > 0) return { refused: true };
   return { refused: false, value, ignored: [...new Set(decoding.ignored)] };
-}
-
-/** add-iface's and del-iface's JSON: an Interface, or `{"interface": ...}` with every key so spelled. */
-export function modelInterface(node: JsonNode): ModelReading {
-  const decoding = new Decoding();
-  let value: StructValue | null;
-  if (isRequest(node, 'interface')) {
-    value = null;
-    for (const [, child] of entriesOf(node)) value = decoding.struct(child, INTERFACE, value, 'interface');
-  } else {
-    value = decoding.struct(node, INTERFACE, null, 'interface');
-  }
-  const result = plain(value, INTERFACE, decoding);
-  if (result === undefined) return { refused: true };
-  return outcome(decoding, result);
-}
-
-/** update-routes' JSON: a list, `{"Routes": [...]}`, or `{"routes": {"Routes": [...]}}`; undefined value: no change. */
-export function modelRoutes(node: JsonNode): ModelReading {
-  const decoding = new Decoding();
-  let routes: SliceValue | undefined;
-  if ('scalar' in node && node.scalar === null) return outcome(decoding, undefined);
-  if (isRequest(node, 'routes')) {
-    let message: StructValue | null = null;
-    for (const [, child] of entriesOf(node)) message = decoding.struct(child, ROUTES, message, 'routes');
-    if (message === null) return outcome(decoding, undefined);
-    // vcnet's own rule: a message without Routes is the empty set only when nothing in it was ignored.
-    if (!message.own.has('Routes')) return decoding.ignored.length > 0 ? { refused: true } : outcome(decoding, []);
-    routes = message.fields.get('Routes') as SliceValue | undefined;
-    if (routes === undefined) return outcome(decoding, undefined);
-  } else if (entriesOf(node).some(([key]) => key === 'Routes')) {
-    const message = decoding.struct(node, ROUTES, null, 'routes');
-    routes = message?.fields.get('Routes') as SliceValue | undefined;
-    if (routes === undefined) return outcome(decoding, undefined);
-  } else if ('array' in node) {
-    routes = {
-      items: node.array.map((item, index) => decoding.struct(item, ROUTE, null, `routes[${index}]`)),
-      pastEnd: [],
-    };
-  } else {
-    return { refused: true };
-  }
-  const items = routes.items.map((item) => plain(item, ROUTE, decoding));
-  if (items.includes(undefined)) return { refused: true };
-  return outcome(decoding, items);
-}
-
-function entriesOf(node: JsonNode): Array<[string, JsonNode]> {
-  return 'object' in node ? node.object : [];
-}
-
-/** vcnet's test for the request around one message: every key is `field`, one value at least an object. */
-function isRequest(node: JsonNode, field: string): boolean {
-  return (
-    'object' in node &&
-    node.object.length > 0 &&
-    node.object.every(([key]) => key === field) &&
-    node.object.some(([, child]) => 'object' in child)
-  );
 }

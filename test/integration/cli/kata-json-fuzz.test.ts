@@ -6,18 +6,22 @@
  * object on stdout too); a refusal leaves the pod namespace and the state directory as they were
  * (the lock file's holder aside), a successful add-iface is undone by del-iface. No VM: the sandbox
  * is attached without one, so the commands change the host side and the record only.
- * Then, in this process: their JSON with keys given twice (the same key, another case of it, an alias,
- * the request's own key, inside list items), read as a small model of Go's encoding/json reads it
- * (test/helpers/kata-json-go-model.ts), every ignored key named once.
+ * Then, in this process: their JSON, and a guest's neighbours, with keys given twice (the same key,
+ * another case of it, a spelling Go folds onto it (long s, Kelvin sign) or one it folds onto nothing
+ * (ı, İ, ﬅ), an alias, the request's own key, inside list items), read as a small model of Go's
+ * encoding/json over Kata's structs reads it (test/helpers/kata-json-go-model.ts) with vcnet's
+ * extensions, stated once here (VCNET_EXTENSIONS), every ignored key named once.
  * Replay or widen a search with VCNET_FUZZ_SEED and VCNET_FUZZ_RUNS (the failure message gives the seed).
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Route } from '../../../src/agent/generated/types_pb.js';
+import { isDevicePath, sentDevicePath } from '../../../src/agent/device-path.js';
+import type { ARPNeighbor, IPAddress, Route } from '../../../src/agent/generated/types_pb.js';
 import {
   interfaceRequestFromJson,
+  neighboursFromJson,
   parseKataJsonText,
   routesRequestFromJson,
 } from '../../../src/agent/kata-network-json.js';
@@ -34,11 +38,20 @@ import {
   runProgram,
 } from '../../helpers/entry-point-fuzz.js';
 import {
+  ARP_NEIGHBOR,
+  decodeAs,
+  type Extensions,
+  fieldsGiven,
+  type GoReading,
+  type GoScalar,
+  INTERFACE,
   type JsonNode,
   jsonText,
-  type ModelReading,
-  modelInterface,
-  modelRoutes,
+  ROUTE,
+  ROUTES,
+  type ScalarValue,
+  UPDATE_INTERFACE_REQUEST,
+  UPDATE_ROUTES_REQUEST,
 } from '../../helpers/kata-json-go-model.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, linkMac, makePod } from '../../helpers/pod.js';
@@ -187,10 +200,26 @@ function damagedKataJson(text: string, how: string, at: number): Buffer {
   return damagedBytes(text, how, at, { duplicateKeys: '"name":"eth9","Name":"eth0"', nul: ['eth', 'e\\u0000th'] });
 }
 
-describe('add-iface, del-iface and update-routes fed Kata JSON with keys given twice', () => {
-  const key = (name: string) =>
-    fc.constantFrom(name, name, name.toUpperCase(), name.toLowerCase(), `${name[0]!.toUpperCase()}${name.slice(1)}`);
-  const scalar = (value: null | boolean | number | string): JsonNode => ({ scalar: value });
+describe('add-iface, del-iface, update-routes and neighbours fed Kata JSON with keys given twice', () => {
+  /**
+   * Go's folding of a key, and spellings that fold onto nothing ASCII: the dotless ı and the dotted İ
+   * (JavaScript's toUpperCase and toLowerCase make an i or "i̇" of them) and the ligature ﬅ ("ST" in
+   * upper case). Each variant of `name` that changes it.
+   */
+  const spellings = (name: string) => [
+    name,
+    name,
+    name.toUpperCase(),
+    name.toLowerCase(),
+    `${name[0]!.toUpperCase()}${name.slice(1)}`,
+    name.replace(/s/gi, '\u017f'),
+    name.replace(/k/gi, '\u212a'),
+    name.replace(/i/g, '\u0131'),
+    name.replace(/I/g, '\u0130'),
+    name.replace(/st/gi, '\ufb05'),
+  ];
+  const key = (name: string) => fc.constantFrom(...spellings(name));
+  const scalar = (value: ScalarValue): JsonNode => ({ scalar: value });
   const fieldValue = (valid: Array<string | number>, bad: Array<boolean | number | string>) =>
     fc.oneof(
       { weight: 5, arbitrary: fc.constantFrom(...valid).map(scalar) },
@@ -202,7 +231,9 @@ describe('add-iface, del-iface and update-routes fed Kata JSON with keys given t
     fc.array(fc.oneof(...entries), { maxLength }).map((object): JsonNode => ({ object }));
   const unknownKey = entry('colour', fieldValue(['red'], [5]));
   const uint = fieldValue([0, 253, '1400'], [-1, 1.5, 'x']);
+  const int = fieldValue([0, 128, -1, '2'], [1.5, 2 ** 31, 'x']);
   const family = fieldValue([0, 'v4', 2], ['x', 7]);
+  const devicePath = fieldValue(['', '02/00', '02.0/00.0', '03/00'], [5, 'zz']);
   const address = object(
     [
       entry('family', family),
@@ -229,11 +260,15 @@ describe('add-iface, del-iface and update-routes fed Kata JSON with keys given t
       entry('name', fieldValue(['eth0', 'eth1'], [0])),
       entry('device', fieldValue(['eth0'], [true])),
       entry('IPAddresses', listOf(address)),
-      entry('mtu', fieldValue([1400, 1500, '1400'], [-1, 'x'])),
+      entry('mtu', fieldValue([1400, 1500, '1400'], [-1, 'x', 2 ** 53 + 2])),
       entry('hwAddr', fieldValue(['02:00:00:00:00:01'], [1])),
+      entry('devicePath', devicePath),
+      entry('pciPath', devicePath),
       entry('type', fieldValue(['veth', 'tap'], [1])),
       entry('raw_flags', uint),
-      fc.tuple(fc.constantFrom('linkType', 'LinkType', 'type_', 'rawFlags'), fieldValue(['veth', 'tap', 1], [true])),
+      fc.tuple(fc.constantFrom('linkType', 'LinkType', 'lin\u212aType', 'type_'), fieldValue(['veth', 'tap'], [1])),
+      fc.tuple(fc.constantFrom('rawFlags', 'RAWFLAGS', 'rawFlag\u017f'), uint),
+      fc.tuple(fc.constantFrom('PciAddr', 'pciaddr'), devicePath),
       unknownKey,
     ],
     8,
@@ -284,9 +319,23 @@ describe('add-iface, del-iface and update-routes fed Kata JSON with keys given t
       )
       .map((values): JsonNode => ({ object: values.map((value) => ['routes', value]) })),
   );
+  const aNeighbour = object(
+    [
+      entry(
+        'toIPAddress',
+        fc.oneof({ weight: 4, arbitrary: address }, { weight: 1, arbitrary: fc.constant(scalar(null)) }),
+      ),
+      entry('device', fieldValue(['eth0', 'eth1'], [true])),
+      entry('lladdr', fieldValue(['02:00:00:00:00:02', ''], [0])),
+      entry('state', int),
+      entry('flags', int),
+      unknownKey,
+    ],
+    7,
+  );
 
   /** What vcnet read, in the model's terms. */
-  function vcnetReading(read: (ignoredKeys: string[]) => unknown): ModelReading {
+  function vcnetReading(read: (ignoredKeys: string[]) => unknown): GoReading {
     const ignoredKeys: string[] = [];
     try {
       return { refused: false, value: read(ignoredKeys), ignored: ignoredKeys };
@@ -295,6 +344,11 @@ describe('add-iface, del-iface and update-routes fed Kata JSON with keys given t
       throw error;
     }
   }
+  const addressData = (address: IPAddress | undefined) => ({
+    family: address?.family ?? 0,
+    address: address?.address ?? '',
+    mask: address?.mask ?? '',
+  });
   const routeData = (route: Route) => ({
     dest: route.dest,
     gateway: route.gateway,
@@ -305,34 +359,169 @@ describe('add-iface, del-iface and update-routes fed Kata JSON with keys given t
     flags: route.flags,
     mtu: route.mtu,
   });
+  const neighbourData = (neighbour: ARPNeighbor) => ({
+    toIPAddress: addressData(neighbour.toIPAddress),
+    device: neighbour.device,
+    lladdr: neighbour.lladdr,
+    state: neighbour.state,
+    flags: neighbour.flags,
+  });
 
   it('reads them as Go encoding/json decodes them (a model of its rules), and names every key it ignored', () => {
     fc.assert(
-      fc.property(interfaceJson, routesJson, (anInterfaceJson, someRoutesJson) => {
+      fc.property(interfaceJson, routesJson, listOf(aNeighbour), (anInterfaceJson, someRoutesJson, neighbours) => {
         const interfaceText = jsonText(anInterfaceJson);
         const readInterface = vcnetReading((ignoredKeys) => {
           const message = interfaceRequestFromJson(parseKataJsonText(interfaceText, 'interface'), { ignoredKeys });
           return {
             device: message.device,
             name: message.name,
-            IPAddresses: message.IPAddresses.map(({ family, address, mask }) => ({ family, address, mask })),
+            IPAddresses: message.IPAddresses.map(addressData),
             mtu: Number(message.mtu),
             hwAddr: message.hwAddr,
+            devicePath: message.devicePath,
             type: message.type,
             raw_flags: message.rawFlags,
           };
         });
         expect({ interfaceText, read: readInterface }).toEqual({
           interfaceText,
-          read: modelInterface(anInterfaceJson),
+          read: vcnetModelInterface(anInterfaceJson),
         });
         const routesText = jsonText(someRoutesJson);
         const readRoutes = vcnetReading((ignoredKeys) =>
           routesRequestFromJson(parseKataJsonText(routesText, 'routes'), { ignoredKeys })?.map(routeData),
         );
-        expect({ routesText, read: readRoutes }).toEqual({ routesText, read: modelRoutes(someRoutesJson) });
+        expect({ routesText, read: readRoutes }).toEqual({ routesText, read: vcnetModelRoutes(someRoutesJson) });
+        const neighboursText = jsonText(neighbours);
+        const readNeighbours = vcnetReading((ignoredKeys) =>
+          neighboursFromJson(parseKataJsonText(neighboursText, 'neighbours'), 'neighbours', { ignoredKeys }).map(
+            neighbourData,
+          ),
+        );
+        expect({ neighboursText, read: readNeighbours }).toEqual({
+          neighboursText,
+          read: vcnetModelNeighbours(neighbours),
+        });
       }),
       fuzzParameters(40, 2000),
     );
   });
 });
+
+/**
+ * What vcnet reads beyond Go's encoding/json over Kata's structs, on purpose, stated once: the model
+ * is given these and nothing else, so the comparison fails on anything else vcnet reads otherwise
+ * than Kata's runtime would.
+ */
+const VCNET_EXTENSIONS: Extensions = {
+  // Both names Kata gave Interface field 6: pciPath until 2025, devicePath since (checked below).
+  fields: { Interface: { pciPath: 'string' } },
+  // Kata 1.x's untagged Go fields LinkType and PciAddr, protobuf JSON's rawFlags, and type_, the
+  // name in the serde JSON of Kata's Rust protocol crate; matched as Go folds keys, as 1.x's were.
+  aliases: { Interface: { linktype: 'type', type_: 'type', rawflags: 'raw_flags', pciaddr: 'pciPath' } },
+  scalar: vcnetScalar,
+  // A request's fields are named as the message's given alone ("interface.name", "routes[0].dest").
+  unnamed: new Set([UPDATE_INTERFACE_REQUEST.name, UPDATE_ROUTES_REQUEST.name, ROUTES.name]),
+};
+
+const INTEGER_TEXT = /^-?(0|[1-9][0-9]*)$/;
+
+/**
+ * Kata's IPFamily only as 0/1, "v4"/"v6" or Kata 1.x's netlink numbers 2 and 10 (Go takes any
+ * int32); an integer also as a decimal string (protobuf JSON's 64-bit form); an mtu at most 2^53-1,
+ * what a JavaScript number holds exactly (Go takes any uint64).
+ */
+function vcnetScalar(type: GoScalar, value: Exclude<ScalarValue, null>): { value: unknown } | 'refused' | undefined {
+  if (type === 'IPFamily') {
+    if (value === 0 || value === 2 || value === 'v4') return { value: 0 };
+    return value === 1 || value === 10 || value === 'v6' ? { value: 1 } : 'refused';
+  }
+  if (type === 'string') return undefined;
+  const number = typeof value === 'string' && INTEGER_TEXT.test(value) ? Number(value) : value;
+  if (typeof number !== 'number' || !Number.isInteger(number)) return 'refused';
+  const [min, max] =
+    type === 'uint64' ? [0, Number.MAX_SAFE_INTEGER] : type === 'uint32' ? [0, 0xffffffff] : [-(2 ** 31), 2 ** 31 - 1];
+  return number >= min && number <= max ? { value: number } : 'refused';
+}
+
+/** vcnet refuses what Go would decode into a nil pointer and Kata's runtime then sends or dereferences. */
+function withoutNil<Item>(items: Array<Item | null> | null): Item[] | undefined {
+  return (items ?? []).includes(null) ? undefined : ((items ?? []) as Item[]);
+}
+
+type Plain = Record<string, unknown>;
+const REFUSED: GoReading = { refused: true };
+
+/**
+ * add-iface's and del-iface's JSON: an Interface, or the UpdateInterfaceRequest around one, every
+ * key so spelled (vcnet's own forms test); its device path in a form Kata's agent takes, devicePath
+ * and pciPath the same path when both are given.
+ */
+function vcnetModelInterface(node: JsonNode): GoReading {
+  const request = isRequest(node, 'interface');
+  const reading = request
+    ? decodeAs(node, UPDATE_INTERFACE_REQUEST, 'interface', VCNET_EXTENSIONS)
+    : decodeAs(node, INTERFACE, 'interface', VCNET_EXTENSIONS);
+  if (reading.refused) return reading;
+  const value = (request ? (reading.value as Plain).interface : reading.value) as Plain | null;
+  const addresses = withoutNil(value?.IPAddresses as Plain[] | null);
+  if (value === null || addresses === undefined) return REFUSED;
+  const given = value.devicePath as string;
+  const old = value.pciPath as string;
+  if (given && old && sentDevicePath(given) !== sentDevicePath(old)) return REFUSED;
+  if (!isDevicePath(given || old)) return REFUSED;
+  const { pciPath: _, ...rest } = value;
+  return { ...reading, value: { ...rest, IPAddresses: addresses, devicePath: sentDevicePath(given || old) } };
+}
+
+/**
+ * update-routes' JSON: a list, the agent's Routes message (a key `Routes` so spelled), or the
+ * UpdateRoutesRequest around one; a nil list (undefined) changes nothing; a request whose Routes
+ * message has no Routes is the empty set only when none of its keys was ignored (a misspelt Routes
+ * would remove every route).
+ */
+function vcnetModelRoutes(node: JsonNode): GoReading {
+  if ('scalar' in node && node.scalar === null) return { refused: false, value: undefined, ignored: [] };
+  let reading: GoReading;
+  let routes: Plain[] | null;
+  if (isRequest(node, 'routes')) {
+    reading = decodeAs(node, UPDATE_ROUTES_REQUEST, 'routes', VCNET_EXTENSIONS);
+    if (reading.refused) return reading;
+    const message = (reading.value as Plain).routes as Plain | null;
+    if (message === null) return { ...reading, value: undefined };
+    if (!fieldsGiven(message).has('Routes')) return reading.ignored.length > 0 ? REFUSED : { ...reading, value: [] };
+    routes = message.Routes as Plain[] | null;
+  } else if ('object' in node && node.object.some(([key]) => key === 'Routes')) {
+    reading = decodeAs(node, ROUTES, 'routes', VCNET_EXTENSIONS);
+    if (reading.refused) return reading;
+    routes = (reading.value as Plain).Routes as Plain[] | null;
+  } else {
+    reading = decodeAs(node, { sliceOf: ROUTE }, 'routes', VCNET_EXTENSIONS);
+    if (reading.refused) return reading;
+    routes = reading.value as Plain[] | null;
+  }
+  if (routes === null) return { ...reading, value: undefined };
+  const items = withoutNil(routes);
+  return items === undefined ? REFUSED : { ...reading, value: items };
+}
+
+/** The neighbours of a guest's JSON: a list (null: none); a neighbour without toIPAddress has the empty address. */
+function vcnetModelNeighbours(node: JsonNode): GoReading {
+  const reading = decodeAs(node, { sliceOf: ARP_NEIGHBOR }, 'neighbours', VCNET_EXTENSIONS);
+  if (reading.refused) return reading;
+  const items = withoutNil(reading.value as Array<Plain | null> | null);
+  if (items === undefined) return REFUSED;
+  const empty = { family: 0, address: '', mask: '' };
+  return { ...reading, value: items.map((item) => ({ ...item, toIPAddress: item.toIPAddress ?? empty })) };
+}
+
+/** vcnet's test for the request around one message: every key is `field`, one value at least an object. */
+function isRequest(node: JsonNode, field: string): boolean {
+  return (
+    'object' in node &&
+    node.object.length > 0 &&
+    node.object.every(([key]) => key === field) &&
+    node.object.some(([, child]) => 'object' in child)
+  );
+}

@@ -332,6 +332,9 @@ describe('kataFieldMeant', () => {
     ['interface.IPAddresses[1].adress', 'address'],
     ['neighbours[2].toIPAddress.mask_', 'mask'],
     ['neighbours[0].lladr', 'lladdr'],
+    // The message a key sits in is found as Go matched the keys above it: a long s (U+017F) folds to s.
+    ['interface.IPAddre\u017f\u017fes[0].adress', 'address'],
+    ['neighbours[0].toIPAddre\u017f\u017f.maks', 'mask'],
   ])('%s: %s', (path, meant) => {
     expect(kataFieldMeant(path)).toBe(meant);
   });
