@@ -379,28 +379,17 @@ function createdLinksNow(
       continue;
     }
     const link = byIndex.get(record.index);
-    if (record.unconfirmed) {
-      // Journaled before the kernel said it made the link there: the link at that index counts only
-      // as vcnet's kind in vcnet's group (or a tap still under vcnet's name, before its move into the
-      // group); another tool may have made one there after a crash. Renamed since, it is still the
-      // one attach made: no other tool puts a link of that kind into vcnet's group at that index.
-      const renamed = link !== undefined && link.name !== record.name && link.group === VCNET_LINK_GROUP;
-      if (link && (link.name === record.name || renamed) && madeByVcnet(link, record.kind)) {
-        created.set(record.name, link);
-        if (renamed) {
-          notices.push({
-            link: record.name,
-            message: `${record.name} (ifindex ${link.index}) was renamed ${link.name} after attach made it: deleted under its new name`,
-          });
-        }
-      } else if (link) {
-        notMade.add(record.name);
-        notices.push({
-          link: record.name,
-          message: `left ${link.name} (ifindex ${link.index}, ${link.kind ?? 'no kind'}, group 0x${link.group.toString(16)}) as it is: attach chose that index for its ${record.kind} ${record.name} but stopped before the kernel confirmed making it, and this link is not that ${record.kind} named ${record.name} in ${group}`,
-        });
-      }
-    } else if (link && link.kind === record.kind) {
+    // Journaled before the kernel said it made the link there (`unconfirmed`), the link at that
+    // index counts only as vcnet's kind in vcnet's group (or a tap still under vcnet's name, before
+    // its move into the group): another tool may have made one there after a crash. Renamed since,
+    // it is still the one attach made: no other tool puts a link of that kind into vcnet's group at
+    // that index.
+    const isAttachs =
+      link !== undefined &&
+      (record.unconfirmed
+        ? (link.name === record.name || link.group === VCNET_LINK_GROUP) && madeByVcnet(link, record.kind)
+        : link.kind === record.kind);
+    if (link && isAttachs) {
       created.set(record.name, link);
       if (link.name !== record.name) {
         notices.push({
@@ -412,7 +401,9 @@ function createdLinksNow(
       notMade.add(record.name);
       notices.push({
         link: record.name,
-        message: `left ${link.name} (ifindex ${link.index}) as it is: attach made a ${record.kind} ${record.name} at that index, but this is a ${link.kind ?? 'link of no kind'}, which vcnet did not make`,
+        message: record.unconfirmed
+          ? `left ${link.name} (ifindex ${link.index}, ${link.kind ?? 'no kind'}, group 0x${link.group.toString(16)}) as it is: attach chose that index for its ${record.kind} ${record.name} but stopped before the kernel confirmed making it, and this link is not that ${record.kind} named ${record.name} in ${group}`
+          : `left ${link.name} (ifindex ${link.index}) as it is: attach made a ${record.kind} ${record.name} at that index, but this is a ${link.kind ?? 'link of no kind'}, which vcnet did not make`,
       });
     }
     const namesake = byName.get(record.name);
