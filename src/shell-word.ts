@@ -49,13 +49,16 @@ export function ipCommandIn(namespacePath: string): string {
 
 /**
  * `program` run in the namespace at `namespacePath` (or in this one when undefined), to paste into a
- * host shell: `ip -n NAME` for `ip` in a namespace pinned as /var/run/netns/NAME, `ip netns exec
- * NAME program` for another program there, else `nsenter --net=PATH program`.
+ * host shell: `ip -n NAME` (`tc -n NAME`) for `ip` (`tc`) in a namespace pinned as
+ * /var/run/netns/NAME, `ip netns exec NAME program` for another program there, else `nsenter
+ * --net=PATH program`.
  */
 export function commandIn(namespacePath: string | undefined, program: string): string {
   if (namespacePath === undefined) return program;
   const name = NAMED_NAMESPACE.exec(namespacePath)?.[1];
   if (name && name !== '.' && name !== '..')
-    return program === 'ip' ? `ip -n ${shellWord(name)}` : `ip netns exec ${shellWord(name)} ${program}`;
+    return program === 'ip' || program === 'tc'
+      ? `${program} -n ${shellWord(name)}`
+      : `ip netns exec ${shellWord(name)} ${program}`;
   return `nsenter --net=${shellWord(namespacePath)} ${program}`;
 }

@@ -23,10 +23,11 @@ const KATA_NETWORK_SUBCOMMANDS = ['add-iface', 'del-iface', 'list-ifaces', 'upda
  * The hint for `vcnet kata-network add-iface ...`, kata-runtime's command line with vcnet's name put
  * in front (compatibility.md maps each one to a vcnet command of the same name).
  */
-function kataNetworkHint(commandArguments: readonly string[]): string {
+function kataNetworkHint(commandArguments: readonly string[], asked = 'vcnet'): string {
   const [, subcommand, ...rest] = commandArguments;
   const known = subcommand !== undefined && KATA_NETWORK_SUBCOMMANDS.includes(subcommand);
-  const example = known ? ['vcnet', subcommand, ...rest.map(shellWord)].join(' ') : 'vcnet add-iface SANDBOX FILE';
+  const fallback = asked === 'vcnet' ? 'vcnet add-iface SANDBOX FILE' : `${asked} add-iface`;
+  const example = known ? [asked, subcommand, ...rest.map(shellWord)].join(' ') : fallback;
   return `kata-runtime's kata-network subcommands are vcnet commands of their own (${KATA_NETWORK_SUBCOMMANDS.join(', ')}): leave out kata-network, as in \`${example}\``;
 }
 
@@ -56,7 +57,9 @@ export function addHelpCommand(program: Command): void {
         if (!found) {
           const lists = shown.commands.length > 0 ? 'its commands' : 'its options';
           const has = shown.commands.length > 0 ? '' : ` (${commandPathOf(shown)} has no subcommands)`;
-          throw new UsageError(`unknown command '${name}'${has}`, commandPathOf(shown), lists);
+          // `vcnet help kata-network add-iface`: said as `vcnet kata-network add-iface` is.
+          const hint = shown === program && name === 'kata-network' ? kataNetworkHint(names, 'vcnet help') : undefined;
+          throw new UsageError(`unknown command '${name}'${has}`, commandPathOf(shown), lists, hint);
         }
         shown = found;
       }

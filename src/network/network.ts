@@ -615,6 +615,12 @@ export class Network {
     state: NetworkState,
     sandboxId = 'sandbox',
     entry: string | OpenedNamespace = state.config.namespacePath,
+    /**
+     * The path the namespace was reached at when the recorded one no longer leads there (a holder's
+     * /proc/PID/ns/net): what errors and the commands detach quotes name, so that a pasted command
+     * acts where detach did, never in a namespace mounted at the recorded path since.
+     */
+    reachedAt: string = state.config.namespacePath,
   ): Network {
     if (state.version !== NETWORK_STATE_VERSION) {
       throw new EndpointStateError(
@@ -625,7 +631,7 @@ export class Network {
     refuseHostNamespaceUnlessShared(state.config); // never the host namespace (nodes, issue 12)
     const network = new Network(
       state.config,
-      openHandleRefusingHost(state.config, entry),
+      openHandleRefusingHost(state.config, entry, reachedAt),
       sandboxId,
       entryPathOf(entry),
     );
@@ -653,10 +659,13 @@ export class Network {
  * socket (SIOCGSKNS), the one every request then reaches, whatever any path names by now (without
  * CAP_NET_ADMIN, on the entry path: attach, detach, gc and vcnet-cni give the fd they opened).
  */
-function openHandleRefusingHost(config: NetworkConfig, entry: string | OpenedNamespace): NetlinkHandle {
+function openHandleRefusingHost(
+  config: NetworkConfig,
+  entry: string | OpenedNamespace,
+  label = config.namespacePath,
+): NetlinkHandle {
   const entryPath = entryPathOf(entry);
-  const handle =
-    typeof entry === 'string' ? Handle.open(entry, config.namespacePath) : entry.netlinkHandle(config.namespacePath);
+  const handle = typeof entry === 'string' ? Handle.open(entry, label) : entry.netlinkHandle(label);
   if (config.disableNewNetns) return handle;
   try {
     if (isHostNamespace(socketNamespacePath(handle) ?? entryPath))

@@ -147,7 +147,9 @@ function loadRecordedNetwork(
   let network: Network;
   try {
     // Through the socket the namespace's cookie was read on: the operation's one socket there.
-    network = Network.load(record.network, sandboxId, namespace);
+    // A namespace reached through a holder is named by where it was reached, never by the recorded
+    // path, which is gone or names another namespace now.
+    network = Network.load(record.network, sandboxId, namespace, heldElsewhere?.path);
     tieNetworkToRecord(network, statePath);
   } catch (error) {
     namespace.close();

@@ -38,7 +38,8 @@ import { alreadyDone } from './plan/undo.js';
  * made again with it. A dump that fails throws (the watch checks again with the next change).
  */
 export async function repairTrafficControl(
-  handle: Pick<NetlinkHandle, 'links' | 'qdiscs' | 'filters' | 'classes' | 'changes' | 'addQdisc'>,
+  handle: Pick<NetlinkHandle, 'links' | 'qdiscs' | 'filters' | 'classes' | 'changes' | 'addQdisc'> &
+    Partial<Pick<NetlinkHandle, 'namespacePath'>>,
   endpoint: RepairableEndpoint,
   rateLimit: RateLimit | undefined,
 ): Promise<TrafficControlRepair[]> {
@@ -149,7 +150,8 @@ function recordOf(added: Extract<Change, { op: 'add-filter' }>): Extract<Plumbin
 
 /** Dumps what the plan reads and plans the repair. */
 async function look(
-  handle: Pick<NetlinkHandle, 'links' | 'qdiscs' | 'filters' | 'classes'>,
+  handle: Pick<NetlinkHandle, 'links' | 'qdiscs' | 'filters' | 'classes'> &
+    Partial<Pick<NetlinkHandle, 'namespacePath'>>,
   endpoint: RepairableEndpoint,
   rateLimit: RateLimit | undefined,
 ): Promise<TrafficControlRepairPlan> {
@@ -160,7 +162,11 @@ async function look(
   }
   const classes: TrafficClass[] = [];
   for (const index of repairClassLinks(endpoint, { links, qdiscs })) classes.push(...(await handle.classes(index)));
-  return planTrafficControlRepair(endpoint, { links, qdiscs, filters, classes }, rateLimit);
+  return planTrafficControlRepair(
+    endpoint,
+    { links, qdiscs, filters, classes, namespacePath: handle.namespacePath },
+    rateLimit,
+  );
 }
 
 /**

@@ -67,6 +67,8 @@ it("runs a taken link name's ip commands in its namespace, never the host's", ()
 it('runs a program other than ip in a namespace: ip netns exec for a pinned one, nsenter else', () => {
   expect(commandIn('/run/netns/pod1', 'sysctl -q -w')).toBe('ip netns exec pod1 sysctl -q -w');
   expect(commandIn('/var/run/netns/pod1', 'ip')).toBe('ip -n pod1');
+  expect(commandIn('/run/netns/pod1', 'tc')).toBe('tc -n pod1');
+  expect(commandIn('/proc/42/ns/net', 'tc')).toBe('nsenter --net=/proc/42/ns/net tc');
   expect(commandIn('/proc/42/ns/net', 'sysctl')).toBe('nsenter --net=/proc/42/ns/net sysctl');
   expect(wordsOf(commandIn(AWKWARD, 'sysctl'))).toEqual(['nsenter', `--net=${AWKWARD}`, 'sysctl']);
   // No namespace named: this one's, as the reader's own shell is.

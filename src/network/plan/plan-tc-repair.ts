@@ -28,6 +28,7 @@ import { formatHandle, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT } from '../../net
 import type { TrafficClass } from '../../netlink/codec/tc/qdisc/htb.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import { answerLost } from '../../netlink/errors.js';
+import { commandIn, shellWord } from '../../shell-word.js';
 import { chainZeroOwnTables, describeFilters, isVcnetRedirect } from '../foreign-filters.js';
 import { undoOf } from './inverse.js';
 import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
@@ -88,6 +89,22 @@ export interface RepairSnapshot {
   qdiscs: readonly Qdisc[];
   filters: readonly Filter[];
   classes: readonly TrafficClass[];
+  /** The pod's namespace (undefined: this one), for the tc commands the outcomes quote. */
+  namespacePath?: string | undefined;
+}
+
+/**
+ * `tc OBJECT VERB dev LINK REST` run in the pod's namespace, to paste into a host shell: a bare one
+ * there acts on a host link of the pod link's name. The link name is quoted (a tenant picks it).
+ */
+function tcCommandOn(
+  namespacePath: string | undefined,
+  link: Link,
+  object: string,
+  verb: string,
+  rest: string,
+): string {
+  return `${commandIn(namespacePath, 'tc')} ${object} ${verb} dev ${shellWord(link.name)} ${rest}`;
 }
 
 /** One object to make again: the changes that make it, and what is said once the kernel answers them. */
@@ -278,7 +295,7 @@ export function planTrafficControlRepair(
     if (record.step !== 'add-qdisc' || record.kind !== 'ingress') continue;
     const link = resolve(record.link, record.index);
     if (!link) continue;
-    const object = planIngress(link, record, read, refOf(link));
+    const object = planIngress(link, record, read, refOf(link), snapshot.namespacePath);
     if (!object) continue;
     objects.push(object);
     if (isRestore(object)) ingressRestores.set(link.index, object);
@@ -308,7 +325,15 @@ export function planTrafficControlRepair(
       objects.push(...planHtbClasses(link, rate, snapshot.classes, refOf(link)));
       continue;
     }
-    const object = planHtb(link, record, rate, snapshot.qdiscs, link.index === pod.index, refOf(link));
+    const object = planHtb(
+      link,
+      record,
+      rate,
+      snapshot.qdiscs,
+      link.index === pod.index,
+      refOf(link),
+      snapshot.namespacePath,
+    );
     if (object) objects.push(object);
   }
   return { objects };
@@ -323,6 +348,7 @@ function planIngress(
   record: QdiscRecord,
   read: ReadRecord,
   ref: LinkRef,
+  namespacePath: string | undefined,
 ): TrafficControlRepair | TrafficControlRestore | undefined {
   const object = `ingress qdisc ${formatHandle(record.handle)}`;
   const hook = read.ingressTaken.get(link.index);
@@ -331,7 +357,7 @@ function planIngress(
       link: link.name,
       object,
       outcome: 'taken',
-      message: `${link.name}'s ingress hook, where vcnet's ${object} was, holds another tool's ${hook.kind} qdisc ${formatHandle(hook.handle)}: vcnet left it, and its redirect filters on ${link.name} are not there; \`tc qdisc del dev ${link.name} ${hook.kind === 'clsact' ? 'clsact' : 'ingress'}\` lets the watch put vcnet's back, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again beside it`,
+      message: `${link.name}'s ingress hook, where vcnet's ${object} was, holds another tool's ${hook.kind} qdisc ${formatHandle(hook.handle)}: vcnet left it, and its redirect filters on ${link.name} are not there; \`${tcCommandOn(namespacePath, link, 'qdisc', 'del', hook.kind === 'clsact' ? 'clsact' : 'ingress')}\` lets the watch put vcnet's back, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again beside it`,
     };
   }
   if (!read.ingressGone.has(link.index)) return undefined;
@@ -386,7 +412,7 @@ function planFilter(
       link: link.name,
       object,
       outcome: 'failed',
-      message: `${link.name}'s ingress qdisc, another tool's that vcnet's ${object} was in, is gone and took the filter with it: vcnet does not make a qdisc it does not own; \`tc qdisc add dev ${link.name} ingress\` lets the watch put its filter back, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
+      message: `${link.name}'s ingress qdisc, another tool's that vcnet's ${object} was in, is gone and took the filter with it: vcnet does not make a qdisc it does not own; \`${tcCommandOn(snapshot.namespacePath, link, 'qdisc', 'add', 'ingress')}\` lets the watch put its filter back, or \`vcnet del-iface\` and \`vcnet add-iface\` attach the link again`,
     };
   }
   const targets = new Set([target.index]);
@@ -414,7 +440,7 @@ function planFilter(
       link: link.name,
       object,
       outcome: 'taken',
-      message: `vcnet's ${object} on ${link.name} is gone and another tool's filter holds its priority now (${describeFilters(strangers, linkResolver(snapshot.links))}): vcnet left it, and frames ${link.name} receives ${strangers.length < present.length ? 'may not' : 'do not'} reach ${target.name}; \`tc filter del dev ${link.name} ingress prio ${record.priority}\` lets the watch put vcnet's back, or \`vcnet del-iface\` removes the endpoint`,
+      message: `vcnet's ${object} on ${link.name} is gone and another tool's filter holds its priority now (${describeFilters(strangers, linkResolver(snapshot.links))}): vcnet left it, and frames ${link.name} receives ${strangers.length < present.length ? 'may not' : 'do not'} reach ${target.name}; \`${tcCommandOn(snapshot.namespacePath, link, 'filter', 'del', `ingress prio ${record.priority}`)}\` lets the watch put vcnet's back, or \`vcnet del-iface\` removes the endpoint`,
     };
   }
   const change = redirectChange(refOf(link), refOf(target), record.parent, record.priority, record.protocol);
@@ -472,6 +498,7 @@ function planHtb(
   qdiscs: readonly Qdisc[],
   isPodLink: boolean,
   ref: LinkRef,
+  namespacePath: string | undefined,
 ): TrafficControlRepair | TrafficControlRestore | undefined {
   const object = `htb qdisc ${formatHandle(record.handle)}`;
   // vcnet's htb is always 1: (plan-attach.ts htbChanges); another handle is no record of its.
@@ -485,7 +512,7 @@ function planHtb(
       link: link.name,
       object,
       outcome: 'taken',
-      message: `vcnet's rate limit on ${link.name} (${object}) is gone and another tool's ${root.kind} qdisc ${formatHandle(root.handle)} is its root now: vcnet left it, and the rate limit does not apply; \`tc qdisc del dev ${link.name} root\` lets the watch make vcnet's htb again`,
+      message: `vcnet's rate limit on ${link.name} (${object}) is gone and another tool's ${root.kind} qdisc ${formatHandle(root.handle)} is its root now: vcnet left it, and the rate limit does not apply; \`${tcCommandOn(namespacePath, link, 'qdisc', 'del', 'root')}\` lets the watch make vcnet's htb again`,
     };
   }
   if (rate === undefined) {

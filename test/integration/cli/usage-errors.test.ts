@@ -171,6 +171,14 @@ describe('vcnet help COMMAND SUBCOMMAND', () => {
     expect(belowLeaf.status).toBe(2);
     expect(belowLeaf.stderr).toContain('(vcnet attach has no subcommands)');
   });
+  // kata-runtime's help command line with vcnet in front of it: the hint said only where the help is.
+  it('help kata-network SUBCOMMAND: says the subcommand is a vcnet command of its own, with the help line to type', () => {
+    const result = vcnet(['help', 'kata-network', 'add-iface']);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe(
+      "vcnet: unknown command 'kata-network'\nhint: kata-runtime's kata-network subcommands are vcnet commands of their own (add-iface, del-iface, list-ifaces, update-routes, list-routes): leave out kata-network, as in `vcnet help add-iface`\n",
+    );
+  });
 });
 
 describe('the global options', () => {

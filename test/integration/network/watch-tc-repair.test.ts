@@ -9,6 +9,7 @@
  * is taken away). A watch that starts finds what was deleted while none ran. A detach while watching
  * is not undone by it.
  */
+import { spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -486,7 +487,7 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     await until(() => w.repaired().some((entry) => entry.outcome === 'taken'), 'the watch to find the filter');
     const taken = w.repaired().find((entry) => entry.outcome === 'taken');
     expect(taken).toMatchObject({ link: 'eth0', object: 'filter prio 49152 (redirect to tap0_kata)' });
-    expect(taken?.message).toContain('tc filter del dev eth0 ingress prio 49152');
+    expect(taken?.message).toContain(`tc -n ${w.pod.name} filter del dev eth0 ingress prio 49152`);
     // Theirs is there as they made it, and no redirect of vcnet's beside it.
     const filters = w.pod.tcJson<TcFilter[]>('filter', 'show', 'dev', 'eth0', 'ingress');
     expect(redirects(w.pod, 'eth0', 49152, 'lo')).not.toEqual([]);
@@ -496,8 +497,13 @@ describe('vcnet watch and vcnet tc objects deleted under it', () => {
     w.pod.exec('tc', ['filter', 'del', 'dev', 'tap0_kata', 'ingress', 'prio', '49152']);
     await until(() => redirects(w.pod, 'tap0_kata', 49152, 'eth0').length > 0, 'the tap redirect to be back');
     expect(w.repaired().filter((entry) => entry.outcome === 'taken')).toHaveLength(1);
-    // Once theirs goes, vcnet's comes back.
-    w.pod.exec('tc', ['filter', 'del', 'dev', 'eth0', 'ingress', 'prio', '49152']);
+    // Once theirs goes, by the command the watch quotes, vcnet's comes back. Pasted in a shell of a
+    // fresh namespace, a stand-in for the host: a bare `tc ... dev eth0` acts on (or fails for) the
+    // link of that name there, never on the pod's.
+    const command = /`(tc [^`]+)`/.exec(taken!.message)?.[1];
+    expect(command, taken!.message).toBeDefined();
+    const pasted = spawnSync('unshare', ['--net', 'sh', '-c', command!], { encoding: 'utf8' });
+    expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
     await until(() => redirects(w.pod, 'eth0', 49152, 'tap0_kata').length > 0, 'the redirect on eth0 to be back');
     await w.stopWatch();
     w.detach();

@@ -177,12 +177,25 @@ describe('a recorded namespace', () => {
    * Attaches sandbox `id` in a fresh pod, then keeps its namespace alive with a process while its name
    * goes and a new namespace is mounted at the same path, with the names the record lists.
    */
-  async function attachedThenPathReused(id: string) {
+  async function attachedThenPathReused(
+    id: string,
+    options: { attachArgs?: string[]; between?: (pod: ReturnType<typeof makeNamespace>) => void } = {},
+  ) {
     const { pod } = makePod();
     const untouched = fingerprint(pod);
     const stateDir = join(work, 'state');
-    const attached = vcnet(['attach', '--sandbox', id, '--netns', pod.path, '--state-dir', stateDir]);
-    expect(attached.status).toBe(0);
+    const attached = vcnet([
+      'attach',
+      '--sandbox',
+      id,
+      '--netns',
+      pod.path,
+      '--state-dir',
+      stateDir,
+      ...(options.attachArgs ?? []),
+    ]);
+    expect(attached.status, attached.stderr).toBe(0);
+    options.between?.(pod);
     const statePath = join(stateDir, id, 'state.json');
     const record = readFileSync(statePath, 'utf8');
     const holder = spawn('ip', ['netns', 'exec', pod.name, 'sh', '-c', 'echo ready; exec sleep 120'], {
@@ -234,6 +247,43 @@ describe('a recorded namespace', () => {
     expect(mounts()).toBe(mountsBefore);
     expect(fingerprint(namespaceOf(holder.pid!))).toEqual(untouched);
     expect(existsSync(statePath)).toBe(false);
+  });
+
+  // macvtap's detach quotes commands that put the pod's address back primary (plan-detach.ts
+  // secondaryComebacks). Pasted, they must act where detach acted, through the holder: the recorded
+  // path names another pod's namespace now.
+  it('whose path now names another namespace: the commands detach quotes act in the recorded one, not there', async () => {
+    const { stateDir, holder, replacement, before } = await attachedThenPathReused('sb3', {
+      attachArgs: ['--model', 'macvtap'],
+      between: (pod) => pod.exec('ip', ['addr', 'add', '10.200.0.50/24', 'dev', 'eth0']),
+    });
+    const recorded = namespaceOf(holder.pid!);
+    const replacementPromote = () => replacement.exec('sysctl', ['-n', 'net.ipv4.conf.eth0.promote_secondaries']);
+    const replacementPromoteBefore = replacementPromote();
+    const detached = vcnet(['detach', '--sandbox', 'sb3', '--state-dir', stateDir]);
+    expect(detached.status, detached.stderr).toBe(0);
+    const notice = detached.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => String((JSON.parse(line) as { msg: unknown }).msg))
+      .find((message) => message.includes('comes back secondary'));
+    expect(notice, detached.stderr).toBeDefined();
+    const command = /`([^`]+)`/.exec(notice!)?.[1];
+    expect(command, notice).toBeDefined();
+    const pasted = spawnSync('sh', ['-c', command!], { encoding: 'utf8' });
+    expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
+    const addresses = recorded
+      .ipJson<Array<{ addr_info: Array<{ local: string; prefixlen: number; family: string; secondary?: boolean }> }>>(
+        'addr',
+        'show',
+        'dev',
+        'eth0',
+      )[0]!
+      .addr_info.filter((info) => info.family === 'inet')
+      .map((info) => `${info.local}/${info.prefixlen}${info.secondary ? ' secondary' : ''}`);
+    expect(addresses).toEqual(['10.200.0.2/24', '10.200.0.50/24 secondary']);
+    expect(fingerprint(replacement)).toEqual(before);
+    expect(replacementPromote()).toBe(replacementPromoteBefore);
   });
 
   it('whose path now names another namespace is refused by watch; gone, and dropped, once nothing holds it', async () => {
