@@ -54,16 +54,17 @@ export function dropGoneRecords(
     if (scoped && !scoped.includes(owner.namespacePath)) continue;
     // A holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
     const gone = replaced.has(owner);
-    const found = gone ? 'nowhere' : whereaboutsOf(owner, context);
-    if (found === 'held') continue;
-    if (typeof found === 'object' && 'heldAt' in found) {
-      report.heldOutside.push({ file: owner.file, namespacePath: owner.namespacePath, ...found });
+    const found: Whereabouts = gone ? { at: 'nowhere' } : whereaboutsOf(owner, context);
+    if (found.at === 'held') {
+      const { heldOutside } = found;
+      if (heldOutside)
+        report.heldOutside.push({ file: owner.file, namespacePath: owner.namespacePath, ...heldOutside });
       continue;
     }
     // Nothing vcnet could see holds it, but it did not see everything: a VMM of another user may
     // hold it (no CAP_SYS_PTRACE, /proc's hidepid=). Kept, with what it claims, and said.
-    if (found !== 'nowhere') {
-      report.skipped.push({ file: owner.file, namespaceUnseen: true, reason: unseenReason(owner, found) });
+    if (found.at === 'unseen') {
+      report.skipped.push({ file: owner.file, namespaceUnseen: true, reason: unseenReason(owner, found.unseen) });
       continue;
     }
     dropUnderLock(
@@ -104,19 +105,14 @@ export function dropUnreadableOfGone(
       whereabouts: (): UnreadableNamespaceWhereabouts => {
         if (gone) return { at: 'nowhere', laterCookie: liveCookie(record) };
         const found = whereaboutsOf(record, context);
-        return found === 'held'
-          ? { at: 'there' }
-          : typeof found === 'object' && 'heldAt' in found
-            ? { at: 'there', heldAt: found.heldAt }
-            : found === 'nowhere'
-              ? { at: 'nowhere' }
-              : { at: 'unseen', unseen: found };
+        if (found.at !== 'held') return found.at === 'nowhere' ? { at: 'nowhere' } : found;
+        return found.path === record.namespacePath ? { at: 'there' } : { at: 'there', heldAt: found.path };
       },
     });
     const unreadable = report.skipped.find((entry) => entry.file === record.file);
     if (decision.action === 'keep' && decision.because === 'namespace-there') {
       if (unreadable)
-        unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record, reachableAt(record, context, decision.heldAt))}`;
+        unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record, decision.heldAt ?? record.namespacePath)}`;
       continue;
     }
     if (decision.action === 'keep' && decision.because === 'namespace-unseen') {
@@ -160,40 +156,41 @@ function keptWhileHeld(record: SalvagedRecord, namespacePath: string): string {
 }
 
 /**
- * The path where a person reaches a held namespace now, for the gc command that collects there: its
- * recorded path while that holds it, else one gc found holding it (the recorded path may have moved,
- * or a byte of it be damaged in a record that is not UTF-8: gc --netns there finds nothing).
- */
-function reachableAt(
-  record: RecordedNamespace,
-  { live, nowLive }: Pick<GoneRecordsContext, 'live' | 'nowLive'>,
-  heldAt: string | undefined,
-): string {
-  if (pathHolds(record.namespacePath, record.key)) return record.namespacePath;
-  return live.get(record.key) ?? nowLive.get(record.key) ?? heldAt ?? record.namespacePath;
-}
-
-/**
- * Where the namespace with a record's device and inode is: `held` by something gc saw (a
- * /var/run/netns entry, a process, its recorded path; else a thread, a mount or an fd, the holder
- * search looked for only here, before a drop), `nowhere`, or what gc could not look into, which may
- * hold it (unseenHolders).
+ * Where the namespace with a record's device and inode is: `held`, with the path gc saw it at (its
+ * recorded path while that holds it, else a /var/run/netns entry or a process; else a thread, a
+ * mount or an fd, the holder search looked for only here, before a drop), the one answer gc acts on
+ * and names in its texts (the recorded path may have moved, or a byte of it be damaged in a record
+ * that is not UTF-8); `nowhere`; or what gc could not look into, which may hold it (unseenHolders).
  */
 function whereaboutsOf(
   record: RecordedNamespace,
   { live, nowLive, holders }: Pick<GoneRecordsContext, 'live' | 'nowLive' | 'holders'>,
-): 'held' | HeldOutside | 'nowhere' | NamespaceHoldersUnseen {
-  if (live.has(record.key) || nowLive.has(record.key) || pathHolds(record.namespacePath, record.key)) return 'held';
+): Whereabouts {
+  const seenAt = pathHolds(record.namespacePath, record.key)
+    ? record.namespacePath
+    : (live.get(record.key) ?? nowLive.get(record.key));
+  if (seenAt !== undefined) return { at: 'held', path: seenAt };
   // A thread alone in the namespace keeps it too: every process's threads, mounts and fds are read
   // only when there is a record to drop.
   const [heldAt] = holders().of(identityOfKey(record.key));
   if (heldAt !== undefined) {
     // A socket or tap a process outside it holds: the one holder no path shows, so gc says where it is.
     const device = heldDeviceAt(heldAt);
-    return device ? { heldAt, pid: device.pid, through: device.kind } : 'held';
+    return {
+      at: 'held',
+      path: heldAt,
+      ...(device ? { heldOutside: { heldAt, pid: device.pid, through: device.kind } } : {}),
+    };
   }
-  return unseenHolders(record, holders()) ?? 'nowhere';
+  const unseen = unseenHolders(record, holders());
+  return unseen === undefined ? { at: 'nowhere' } : { at: 'unseen', unseen };
 }
+
+/** Where whereaboutsOf found a record's namespace. */
+type Whereabouts =
+  | { at: 'held'; path: string; heldOutside?: HeldOutside }
+  | { at: 'nowhere' }
+  | { at: 'unseen'; unseen: NamespaceHoldersUnseen };
 
 /** A namespace kept alive only by a socket made in it, or a tap of it, that process `pid` outside it holds. */
 interface HeldOutside {
