@@ -36,8 +36,8 @@ export interface GoneRecordsContext {
   /** Live namespaces when gc started, and again now. */
   live: ReadonlyMap<NamespaceKey, string>;
   nowLive: ReadonlyMap<NamespaceKey, string>;
-  /** Only records naming these paths are dropped (--netns); undefined: any. */
-  scoped: readonly string[] | undefined;
+  /** Whether a record is of the namespaces gc was given (--netns: by path or by identity); always without. */
+  inScope: (record: RecordedNamespace) => boolean;
   /** Where namespaces are held, listed once per gc (the first time it is asked). */
   holders: () => NamespaceHolders;
   /** The cookie of the live namespace with a record's device and inode, if one is known. */
@@ -49,9 +49,9 @@ export function dropGoneRecords(
   context: GoneRecordsContext,
   report: GarbageReport,
 ): void {
-  const { replaced, scoped, liveCookie } = context;
+  const { replaced, inScope, liveCookie } = context;
   for (const owner of owners) {
-    if (scoped && !scoped.includes(owner.namespacePath)) continue;
+    if (!inScope(owner)) continue;
     // A holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
     const gone = replaced.has(owner);
     const found: Whereabouts = gone ? { at: 'nowhere' } : whereaboutsOf(owner, context);
@@ -88,17 +88,17 @@ export function dropGoneRecords(
  * namespace with that inode now, their namespace is gone with all they made, so each is dropped under
  * its sandbox's lock as a readable record of a gone namespace is, in place of being named in
  * `skipped`. One whose namespace is alive stays skipped for what it was; one whose namespace may be
- * held where gc could not look stays skipped and says so. With --netns, only those naming the paths
- * given.
+ * held where gc could not look stays skipped and says so. With --netns, only those of the namespaces
+ * given (`inScope`: by path, or by device and inode when the path they tell is damaged or moved).
  */
 export function dropUnreadableOfGone(
   records: readonly SalvagedRecord[],
   context: GoneRecordsContext,
   report: GarbageReport,
 ): void {
-  const { replaced, scoped, liveCookie } = context;
+  const { replaced, inScope, liveCookie } = context;
   for (const record of records) {
-    if (scoped && !scoped.includes(record.namespacePath)) continue;
+    if (!inScope(record)) continue;
     const gone = replaced.has(record);
     // The decision `vcnet list` states too, now that where its namespace is has been looked at.
     const decision = decideUnreadable(record.told, {
