@@ -214,6 +214,17 @@ describe('a record whose bytes are not UTF-8', () => {
     const collect = `and \`vcnet gc --netns ${pod.path} --state-dir ${state}\` removes what it left there`;
     const listed = vcnet(['list', '--state-dir', state, '--json']);
     expect(JSON.parse(listed.stdout)[0].hint).toContain(collect);
+    // The path as the record holds it, its bad byte as `ls -b` writes it (it was U+FFFD, which told
+    // nothing of it), the same in the table and its JSON, and where its namespace is.
+    const storedPath = `${pod.path.slice(0, -1)}\\xff`;
+    expect(JSON.parse(listed.stdout)[0]).toMatchObject({
+      namespacePath: storedPath,
+      namespacePathNotUtf8: true,
+      namespaceHeldAt: pod.path,
+    });
+    const table = vcnet(['list', '--state-dir', state]).stdout.split('\n');
+    expect(table[1]?.endsWith(`  ${storedPath}`), table[1]).toBe(true);
+    expect(table.join('\n')).not.toContain('\uFFFD');
     const dryRun = vcnet(['gc', '--dry-run', '--state-dir', state, '--json']);
     expect(dryRun.status, dryRun.stderr).toBe(0);
     const skipped = JSON.parse(dryRun.stdout).skipped as Array<{ file: string; reason: string }>;
@@ -257,6 +268,8 @@ describe('a record whose bytes are not UTF-8', () => {
       expect(report.removed.map((item: { kind: string; name: string }) => `${item.kind} ${item.name}`)).toEqual([
         'state p',
       ]);
+      // Named as list names it: the bad byte as \xNN.
+      expect(report.removed[0].namespacePath).toBe(`${pod.path.slice(0, -1)}\\xff`);
       expect(existsSync(statePath)).toBe(false);
     } finally {
       later.delete();
