@@ -21,6 +21,21 @@ export function escapedControlCharactersInMessage(text: string): string {
   return escaped(text, /[\x00-\x1f\x7f-\x9f\u2028\u2029]/g);
 }
 
+/**
+ * Text read from bytes that are not all UTF-8 (record-envelope's damagedRecordText keeps each bad
+ * byte as a lone surrogate, U+DC80 to U+DCFF, as Python's surrogateescape does) written as `ls -b`
+ * writes a file name: each bad byte `\xNN`, a backslash `\\`, a control character escaped as in
+ * escapedControlCharacters. What a damaged record still tells of a path, one text for every output.
+ */
+export function escapedBytes(text: string): string {
+  return escaped(text, /[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u{dc80}-\u{dcff}]/gu);
+}
+
+/** Whether `text` holds a byte that was no part of a UTF-8 character (see escapedBytes). */
+export function holdsBadBytes(text: string): boolean {
+  return /[\u{dc80}-\u{dcff}]/u.test(text);
+}
+
 function escaped(text: string, characters: RegExp): string {
   return text.replace(characters, (character) => {
     switch (character) {
@@ -34,6 +49,7 @@ function escaped(text: string, characters: RegExp): string {
         return '\\t';
       default: {
         const code = character.charCodeAt(0);
+        if (code >= 0xdc80 && code <= 0xdcff) return `\\x${(code - 0xdc00).toString(16)}`;
         return code > 0xff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\x${code.toString(16).padStart(2, '0')}`;
       }
     }

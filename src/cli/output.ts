@@ -6,8 +6,11 @@ import { escapedControlCharacters, terminalLines } from '../terminal-text.js';
  * pod) can hold escape codes, which must not reach the operator's terminal; `--json` output keeps them
  * as they are.
  */
-export function table(headers: string[], cells: string[][]): string {
-  const rows = cells.map((row) => row.map(escapedControlCharacters));
+export function table(headers: string[], cells: Array<Array<string | { escaped: string }>>): string {
+  // `{ escaped }`: a cell already written safe for a terminal (a damaged path, `ls -b`'s way), shown as it is.
+  const rows = cells.map((row) =>
+    row.map((cell) => (typeof cell === 'string' ? escapedControlCharacters(cell) : cell.escaped)),
+  );
   const widths = headers.map((header, column) =>
     Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)),
   );

@@ -93,7 +93,10 @@ export function setGcFirstLookTestHook(hook: (() => void | Promise<void>) | unde
 export interface GarbageOptions {
   /** State directories besides the defaults and the registry (--state-dir). */
   stateDirectories?: string[];
-  /** Only these namespaces: look for orphan links there, drop only records naming these paths. */
+  /**
+   * Only these namespaces: look for orphan links there; act only on records naming these paths or
+   * whose namespace's device and inode one of them has (earlier-boot records: naming them).
+   */
   namespaces?: string[];
   dryRun?: boolean;
   /**
@@ -239,6 +242,12 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     };
     for (const { namespace } of scans)
       found.set(`seen ${keyOf(namespace.identity)}`, { cookie: namespace.identity.cookie });
+    // With --netns, the records of the namespaces named: those naming one of the paths, and those
+    // whose device and inode the namespace at one has (a record read by identity, as everything here:
+    // its path may have moved, or a byte of it be damaged in a record that is not UTF-8).
+    const scopedKeys = new Set(scans.map(({ namespace }) => keyOf(namespace.identity)));
+    const inScope = ({ namespacePath, key }: RecordedNamespace): boolean =>
+      scoped === undefined || scoped.includes(namespacePath) || scopedKeys.has(key);
     const liveCookie = ({ key, namespacePath }: RecordedNamespace): string | undefined => {
       const livePath = live.get(key);
       const seen =
@@ -255,7 +264,7 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
       // holds it (a thread, a mount elsewhere, an fd), as list and detach look; else a later namespace
       // kept by a mount alone (Docker's, rootless podman's) kept the record forever. Only for records
       // gc may drop or finish here (in --netns): the search reads every process's mounts and fds.
-      if (scoped && !scoped.includes(namespacePath)) return undefined;
+      if (!inScope({ namespacePath, key })) return undefined;
       return lookOnce(`held ${key}`, () => {
         const [heldAt] = holdersOf(key);
         return heldAt === undefined ? undefined : { cookie: cookieAt(heldAt, key) };
@@ -292,7 +301,7 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
 
     // 3. Records whose namespace exists nowhere (checked again now: it may have appeared meanwhile).
     const nowLive = liveNamespaces();
-    const gone = { live, nowLive, scoped, holders, liveCookie };
+    const gone = { live, nowLive, inScope, holders, liveCookie };
     dropGoneRecords(ownRecords, { ...gone, replaced }, report);
     // Unreadable records that still tell their namespace's inode: dropped as readable ones once
     // nothing holds it, or their salvaged cookie tells the namespace with it now is a later one.
@@ -320,7 +329,7 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     const changing = new Map<NamespaceKey, Array<{ name: string; index?: number }>>();
     for (const owner of ownRecords) {
       if (owner.id.includes('/')) continue; // CNI records: DEL and the plugin's GC finish those
-      if (scoped && !scoped.includes(owner.namespacePath)) continue;
+      if (!inScope(owner)) continue;
       // Alive anywhere detach would reach it (a mount outside /var/run/netns, a thread, an fd too):
       // list's hint sends such a record here, and finishUnfinished opens it as detach does.
       if (replaced.has(owner)) continue;

@@ -23,7 +23,7 @@ import {
   trustedDirectories,
   visitRecords,
 } from '../network/state/owners.js';
-import { salvageNamespacePath } from '../network/state/record-envelope.js';
+import { salvageNamespacePathTold } from '../network/state/record-envelope.js';
 import { stateDirectory } from '../network/state/store.js';
 import { refuseUntrustedDirectory } from '../network/state/trust.js';
 import {
@@ -115,8 +115,15 @@ export interface SandboxListing {
   /** The namespace path it names (absent when an unreadable record does not say). */
   namespacePath?: string;
   /**
+   * An unreadable record's namespace path holds bytes that are not UTF-8 (damage): `namespacePath`
+   * writes each as `\xNN` and a backslash as `\\`, as `ls -b` does; gc's words name it the same.
+   */
+  namespacePathNotUtf8?: true;
+  /**
    * The recorded path no longer holds the recorded namespace, and this does (another /var/run/netns
-   * entry, a /proc/PID/ns/net, a mount or an fd): where detach reaches it.
+   * entry, a /proc/PID/ns/net, a mount or an fd): where detach reaches it. For an unreadable record
+   * that still tells its namespace's device and inode: where that namespace is (a damaged path, or
+   * one it moved from, holds none), the path its hint gives `vcnet gc --netns`.
    */
   namespaceHeldAt?: string;
   /** `namespace-gone` told without seeing everything: some processes (or paths) could not be looked into. */
@@ -188,7 +195,11 @@ export async function listSandboxes(options: ListSandboxesOptions = {}): Promise
     record: (entry, checked) => listings.push(describeRecord(entry, checked, holdersOnce, cookies)),
     unusable: (entry, error, text) => {
       const listing = unreadableListing(entry, error, text);
-      if (text !== undefined) listing.hint = whatGcDoesWithUnreadable(entry, text, holdersOnce, cookies);
+      if (text !== undefined) {
+        const { hint, heldAt } = whatGcDoesWithUnreadable(entry, text, holdersOnce, cookies);
+        listing.hint = hint;
+        if (heldAt !== undefined) listing.namespaceHeldAt = heldAt;
+      }
       listings.push(listing);
     },
     unlistable: (directory, error) =>
@@ -478,14 +489,14 @@ function describeRecord(
  * What gc does with a record it cannot read, as gc decides it (decideUnreadable, which gc acts on),
  * and what settles it when gc keeps it: gc drops one that still tells its namespace's device, inode
  * and path once that namespace is gone; it keeps any other, and only the person can tell whether its
- * sandbox still runs.
+ * sandbox still runs. `heldAt`: where its namespace is, when its recorded path does not hold it.
  */
 function whatGcDoesWithUnreadable(
   entry: RecordEntry,
   text: string,
   holders: () => NamespaceHolders,
   cookies: NamespaceCookies,
-): string {
+): { hint: string; heldAt?: string } {
   const owner = {
     file: entry.file,
     id: entry.id,
@@ -503,36 +514,41 @@ function whatGcDoesWithUnreadable(
       return { at: 'there', ...(place.at === 'elsewhere' ? { heldAt: place.heldAt } : {}) };
     },
   });
-  switch (decision.action) {
-    case 'drop':
-      if (decision.because === 'earlier-boot') {
-        const { earlier } = decision;
-        return `written in an earlier boot, as its boot id and creation time both still tell (boot id ${earlier.bootId}; this boot is ${earlier.currentBootId}): what it names went with that boot; \`${gcOf(decision.path)}\` drops the record`;
-      }
-      return `its namespace (inode ${decision.identity.ino}, as the record still tells) is gone${decision.laterCookie === undefined ? '' : ` (a later namespace has its inode now, cookie ${decision.laterCookie})`}, and what the record made went with it: \`${gcOf(decision.path)}\` drops the record`;
-    case 'drop-once-gone':
-      // Not given without whereabouts, which list always looks for.
-      return `gc drops it once its namespace (inode ${decision.identity.ino}) is gone (\`${gcOf(decision.path)}\`)`;
-    case 'keep':
-      break;
-  }
-  switch (decision.because) {
-    case 'namespace-unseen':
-      return `gc keeps it: whether its namespace (inode ${decision.identity.ino}) still exists cannot be told (${describeUnseen(decision.unseen)}); ${hintForUnseen(decision.unseen)}`;
-    case 'namespace-there': {
-      const { identity, path } = decision;
-      // Collected where the namespace is now: gc --netns at a recorded path that no longer holds it
-      // (moved, or a byte of it damaged) finds nothing there to collect.
-      const settle = settleByHand(owner, decision.heldAt ?? path);
-      if (identity.cookie === undefined)
-        return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without a readable cookie nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;
-      return `gc keeps it while its namespace (inode ${identity.ino}) is there${decision.heldAt === undefined ? '' : ` (at ${decision.heldAt})`}, leaving vcnet's links there alone, and drops it once that namespace is gone (\`${gcOf(path)}\`); to settle it now: ${settle}`;
+  // Where its namespace is when the recorded path does not hold it: the listing's namespaceHeldAt.
+  const heldAt = decision.action === 'keep' && decision.because === 'namespace-there' ? decision.heldAt : undefined;
+  const hint = ((): string => {
+    switch (decision.action) {
+      case 'drop':
+        if (decision.because === 'earlier-boot') {
+          const { earlier } = decision;
+          return `written in an earlier boot, as its boot id and creation time both still tell (boot id ${earlier.bootId}; this boot is ${earlier.currentBootId}): what it names went with that boot; \`${gcOf(decision.path)}\` drops the record`;
+        }
+        return `its namespace (inode ${decision.identity.ino}, as the record still tells) is gone${decision.laterCookie === undefined ? '' : ` (a later namespace has its inode now, cookie ${decision.laterCookie})`}, and what the record made went with it: \`${gcOf(decision.path)}\` drops the record`;
+      case 'drop-once-gone':
+        // Not given without whereabouts, which list always looks for.
+        return `gc drops it once its namespace (inode ${decision.identity.ino}) is gone (\`${gcOf(decision.path)}\`)`;
+      case 'keep':
+        break;
     }
-    case 'path-only':
-      return `gc keeps it, and leaves the namespace now at ${decision.path} alone: the record's namespace identity is damaged, so whether that namespace is the recorded one cannot be told; ${settleByHand(owner, decision.path)}`;
-    case 'unknown':
-      return `it does not say which namespace it is about${decision.path === undefined ? '' : ` (it names ${decision.path}, where no namespace is now)`}, so gc keeps it and removes no link, filter or qdisc in any namespace while it is there; ${settleByHand(owner, undefined)}`;
-  }
+    switch (decision.because) {
+      case 'namespace-unseen':
+        return `gc keeps it: whether its namespace (inode ${decision.identity.ino}) still exists cannot be told (${describeUnseen(decision.unseen)}); ${hintForUnseen(decision.unseen)}`;
+      case 'namespace-there': {
+        const { identity, path } = decision;
+        // Collected where the namespace is now: gc --netns at a recorded path that no longer holds it
+        // (moved, or a byte of it damaged) finds nothing there to collect.
+        const settle = settleByHand(owner, decision.heldAt ?? path);
+        if (identity.cookie === undefined)
+          return `gc keeps it: a namespace with inode ${identity.ino} is there now, and without a readable cookie nothing tells whether it is the recorded one or a later one that got the inode; gc drops the record once nothing holds that inode, and leaves vcnet's links in that namespace alone meanwhile; to settle it now: ${settle}`;
+        return `gc keeps it while its namespace (inode ${identity.ino}) is there${decision.heldAt === undefined ? '' : ` (at ${decision.heldAt})`}, leaving vcnet's links there alone, and drops it once that namespace is gone (\`${gcOf(path)}\`); to settle it now: ${settle}`;
+      }
+      case 'path-only':
+        return `gc keeps it, and leaves the namespace now at ${decision.path} alone: the record's namespace identity is damaged, so whether that namespace is the recorded one cannot be told; ${settleByHand(owner, decision.path)}`;
+      case 'unknown':
+        return `it does not say which namespace it is about${decision.path === undefined ? '' : ` (it names ${decision.path}, where no namespace is now)`}, so gc keeps it and removes no link, filter or qdisc in any namespace while it is there; ${settleByHand(owner, undefined)}`;
+    }
+  })();
+  return heldAt === undefined ? { hint } : { hint, heldAt };
 }
 
 /**
@@ -544,7 +560,7 @@ function unreadableListing(
   error: unknown,
   text?: string,
 ): SandboxListing {
-  const namespacePath = text === undefined ? undefined : salvageNamespacePath(text);
+  const told = text === undefined ? undefined : salvageNamespacePathTold(text);
   const { code, errno } = classifyError(error);
   const message = (error as Error)?.message ?? String(error);
   const hint = error instanceof VcnetError ? error.hint : undefined;
@@ -556,7 +572,8 @@ function unreadableListing(
       : {}),
     state: 'unreadable',
     detail: message,
-    ...(namespacePath !== undefined ? { namespacePath } : {}),
+    ...(told !== undefined ? { namespacePath: told.path } : {}),
+    ...(told?.notUtf8 ? { namespacePathNotUtf8: true as const } : {}),
     ...(hint ? { hint } : {}),
     endpoints: [],
     stateDirectory: entry.root,

@@ -58,12 +58,15 @@ export function listingText(listings: readonly SandboxListing[], options: { stat
   const headers = ['SANDBOX', 'STATE', 'ENDPOINTS', 'HYPERVISOR', 'NAMESPACE'];
   if (options.stateDirectories) headers.push('STATE DIRECTORY');
   const rows = listings.map((listing) => {
-    const row = [
+    const row: Array<string | { escaped: string }> = [
       listing.id,
       listing.state,
       listing.endpoints.length > 0 ? listing.endpoints.map(endpointText).join(', ') : '-',
       listing.hypervisor ?? '-',
-      listing.namespacePath ?? '-',
+      // A damaged path is written with its bad bytes as \xNN already: escaped again, each would read \\xNN.
+      listing.namespacePathNotUtf8 && listing.namespacePath !== undefined
+        ? { escaped: listing.namespacePath }
+        : (listing.namespacePath ?? '-'),
     ];
     if (options.stateDirectories) row.push(listing.stateDirectory);
     return row;

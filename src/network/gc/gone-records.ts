@@ -36,8 +36,8 @@ export interface GoneRecordsContext {
   /** Live namespaces when gc started, and again now. */
   live: ReadonlyMap<NamespaceKey, string>;
   nowLive: ReadonlyMap<NamespaceKey, string>;
-  /** Only records naming these paths are dropped (--netns); undefined: any. */
-  scoped: readonly string[] | undefined;
+  /** Whether a record is of the namespaces gc was given (--netns: by path or by identity); always without. */
+  inScope: (record: RecordedNamespace) => boolean;
   /** Where namespaces are held, listed once per gc (the first time it is asked). */
   holders: () => NamespaceHolders;
   /** The cookie of the live namespace with a record's device and inode, if one is known. */
@@ -49,21 +49,22 @@ export function dropGoneRecords(
   context: GoneRecordsContext,
   report: GarbageReport,
 ): void {
-  const { replaced, scoped, liveCookie } = context;
+  const { replaced, inScope, liveCookie } = context;
   for (const owner of owners) {
-    if (scoped && !scoped.includes(owner.namespacePath)) continue;
+    if (!inScope(owner)) continue;
     // A holder of a replaced one's inode holds the new namespace (no two live namespaces share one).
     const gone = replaced.has(owner);
-    const found = gone ? 'nowhere' : whereaboutsOf(owner, context);
-    if (found === 'held') continue;
-    if (typeof found === 'object' && 'heldAt' in found) {
-      report.heldOutside.push({ file: owner.file, namespacePath: owner.namespacePath, ...found });
+    const found: Whereabouts = gone ? { at: 'nowhere' } : whereaboutsOf(owner, context);
+    if (found.at === 'held') {
+      const { heldOutside } = found;
+      if (heldOutside)
+        report.heldOutside.push({ file: owner.file, namespacePath: owner.namespacePath, ...heldOutside });
       continue;
     }
     // Nothing vcnet could see holds it, but it did not see everything: a VMM of another user may
     // hold it (no CAP_SYS_PTRACE, /proc's hidepid=). Kept, with what it claims, and said.
-    if (found !== 'nowhere') {
-      report.skipped.push({ file: owner.file, namespaceUnseen: true, reason: unseenReason(owner, found) });
+    if (found.at === 'unseen') {
+      report.skipped.push({ file: owner.file, namespaceUnseen: true, reason: unseenReason(owner, found.unseen) });
       continue;
     }
     dropUnderLock(
@@ -87,36 +88,31 @@ export function dropGoneRecords(
  * namespace with that inode now, their namespace is gone with all they made, so each is dropped under
  * its sandbox's lock as a readable record of a gone namespace is, in place of being named in
  * `skipped`. One whose namespace is alive stays skipped for what it was; one whose namespace may be
- * held where gc could not look stays skipped and says so. With --netns, only those naming the paths
- * given.
+ * held where gc could not look stays skipped and says so. With --netns, only those of the namespaces
+ * given (`inScope`: by path, or by device and inode when the path they tell is damaged or moved).
  */
 export function dropUnreadableOfGone(
   records: readonly SalvagedRecord[],
   context: GoneRecordsContext,
   report: GarbageReport,
 ): void {
-  const { replaced, scoped, liveCookie } = context;
+  const { replaced, inScope, liveCookie } = context;
   for (const record of records) {
-    if (scoped && !scoped.includes(record.namespacePath)) continue;
+    if (!inScope(record)) continue;
     const gone = replaced.has(record);
     // The decision `vcnet list` states too, now that where its namespace is has been looked at.
     const decision = decideUnreadable(record.told, {
       whereabouts: (): UnreadableNamespaceWhereabouts => {
         if (gone) return { at: 'nowhere', laterCookie: liveCookie(record) };
         const found = whereaboutsOf(record, context);
-        return found === 'held'
-          ? { at: 'there' }
-          : typeof found === 'object' && 'heldAt' in found
-            ? { at: 'there', heldAt: found.heldAt }
-            : found === 'nowhere'
-              ? { at: 'nowhere' }
-              : { at: 'unseen', unseen: found };
+        if (found.at !== 'held') return found.at === 'nowhere' ? { at: 'nowhere' } : found;
+        return found.path === record.namespacePath ? { at: 'there' } : { at: 'there', heldAt: found.path };
       },
     });
     const unreadable = report.skipped.find((entry) => entry.file === record.file);
     if (decision.action === 'keep' && decision.because === 'namespace-there') {
       if (unreadable)
-        unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record, reachableAt(record, context, decision.heldAt))}`;
+        unreadable.reason = `${unreadable.reason}; ${keptWhileHeld(record, decision.heldAt ?? record.namespacePath)}`;
       continue;
     }
     if (decision.action === 'keep' && decision.because === 'namespace-unseen') {
@@ -160,40 +156,41 @@ function keptWhileHeld(record: SalvagedRecord, namespacePath: string): string {
 }
 
 /**
- * The path where a person reaches a held namespace now, for the gc command that collects there: its
- * recorded path while that holds it, else one gc found holding it (the recorded path may have moved,
- * or a byte of it be damaged in a record that is not UTF-8: gc --netns there finds nothing).
- */
-function reachableAt(
-  record: RecordedNamespace,
-  { live, nowLive }: Pick<GoneRecordsContext, 'live' | 'nowLive'>,
-  heldAt: string | undefined,
-): string {
-  if (pathHolds(record.namespacePath, record.key)) return record.namespacePath;
-  return live.get(record.key) ?? nowLive.get(record.key) ?? heldAt ?? record.namespacePath;
-}
-
-/**
- * Where the namespace with a record's device and inode is: `held` by something gc saw (a
- * /var/run/netns entry, a process, its recorded path; else a thread, a mount or an fd, the holder
- * search looked for only here, before a drop), `nowhere`, or what gc could not look into, which may
- * hold it (unseenHolders).
+ * Where the namespace with a record's device and inode is: `held`, with the path gc saw it at (its
+ * recorded path while that holds it, else a /var/run/netns entry or a process; else a thread, a
+ * mount or an fd, the holder search looked for only here, before a drop), the one answer gc acts on
+ * and names in its texts (the recorded path may have moved, or a byte of it be damaged in a record
+ * that is not UTF-8); `nowhere`; or what gc could not look into, which may hold it (unseenHolders).
  */
 function whereaboutsOf(
   record: RecordedNamespace,
   { live, nowLive, holders }: Pick<GoneRecordsContext, 'live' | 'nowLive' | 'holders'>,
-): 'held' | HeldOutside | 'nowhere' | NamespaceHoldersUnseen {
-  if (live.has(record.key) || nowLive.has(record.key) || pathHolds(record.namespacePath, record.key)) return 'held';
+): Whereabouts {
+  const seenAt = pathHolds(record.namespacePath, record.key)
+    ? record.namespacePath
+    : (live.get(record.key) ?? nowLive.get(record.key));
+  if (seenAt !== undefined) return { at: 'held', path: seenAt };
   // A thread alone in the namespace keeps it too: every process's threads, mounts and fds are read
   // only when there is a record to drop.
   const [heldAt] = holders().of(identityOfKey(record.key));
   if (heldAt !== undefined) {
     // A socket or tap a process outside it holds: the one holder no path shows, so gc says where it is.
     const device = heldDeviceAt(heldAt);
-    return device ? { heldAt, pid: device.pid, through: device.kind } : 'held';
+    return {
+      at: 'held',
+      path: heldAt,
+      ...(device ? { heldOutside: { heldAt, pid: device.pid, through: device.kind } } : {}),
+    };
   }
-  return unseenHolders(record, holders()) ?? 'nowhere';
+  const unseen = unseenHolders(record, holders());
+  return unseen === undefined ? { at: 'nowhere' } : { at: 'unseen', unseen };
 }
+
+/** Where whereaboutsOf found a record's namespace. */
+type Whereabouts =
+  | { at: 'held'; path: string; heldOutside?: HeldOutside }
+  | { at: 'nowhere' }
+  | { at: 'unseen'; unseen: NamespaceHoldersUnseen };
 
 /** A namespace kept alive only by a socket made in it, or a tap of it, that process `pid` outside it holds. */
 interface HeldOutside {

@@ -9,6 +9,7 @@ import * as z from 'zod';
 import { VcnetError } from '../../errors.js';
 import type { NamespaceIdentity } from '../../netns/namespace-identity.js';
 import { PARSE_OPTIONS } from '../../parse-options.js';
+import { escapedBytes, holdsBadBytes } from '../../terminal-text.js';
 import { BOOT_ID_PATTERN } from './boot-id.js';
 import { gcStateDirectoryFlag } from './default-directories.js';
 
@@ -81,7 +82,7 @@ export class StateInvalidError extends VcnetError {
 // ignoreBOM: a byte order mark stays in the text (JSON.parse then refuses it), as readFileSync left it.
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** What a record whose bytes are not UTF-8 holds, each bad byte read as U+FFFD: see damagedRecordText. */
+/** What a record whose bytes are not UTF-8 holds, each bad byte kept (textKeepingBadBytes): see damagedRecordText. */
 const textOfNotUtf8 = new WeakMap<StateInvalidError, string>();
 
 /**
@@ -112,6 +113,23 @@ function firstNonUtf8Offset(bytes: Uint8Array): number {
 }
 
 /**
+ * Bytes as text, each byte that is no part of a UTF-8 character kept as the lone surrogate U+DC00
+ * plus its value (U+DC80 to U+DCFF, as Python's surrogateescape): a damaged path is then shown as
+ * its bytes were (escapedBytes: `\xNN`), where U+FFFD would tell nothing of them.
+ */
+function textKeepingBadBytes(bytes: Uint8Array): string {
+  let text = '';
+  let start = 0;
+  while (start < bytes.length) {
+    const bad = start + firstNonUtf8Offset(bytes.subarray(start));
+    text += STRICT_UTF8.decode(bytes.subarray(start, bad));
+    if (bad < bytes.length) text += String.fromCharCode(0xdc00 + bytes[bad]!);
+    start = bad + 1;
+  }
+  return text;
+}
+
+/**
  * A record file's bytes as text. vcnet writes its records in UTF-8 only, so bytes that are not are
  * damage: a StateInvalidError naming the file and the offset of the first bad byte (decoding them
  * as U+FFFD could read a damaged record as a valid one). gc and vcnet-cni's DEL still salvage what
@@ -130,13 +148,14 @@ export function recordText(bytes: Buffer, file: string, hint?: string): string {
       offset,
       hint,
     );
-    textOfNotUtf8.set(error, bytes.toString('utf8'));
+    textOfNotUtf8.set(error, textKeepingBadBytes(bytes));
     throw error;
   }
 }
 
 /**
- * The text of a record `error` (from recordText) refused as not UTF-8, each bad byte read as U+FFFD:
+ * The text of a record `error` (from recordText) refused as not UTF-8, each bad byte kept as a lone
+ * surrogate (textKeepingBadBytes):
  * what a salvage of a damaged record reads (the namespace it names); undefined for any other error.
  */
 export function damagedRecordText(error: unknown): string | undefined {
@@ -339,6 +358,21 @@ export function salvageNamespace(text: string): Pick<NamespaceIdentity, 'dev' | 
  * record that parses but lost its namespace object still names the path in its network's config.
  */
 export function salvageNamespacePath(text: string): string | undefined {
+  return salvageNamespacePathTold(text)?.path;
+}
+
+/**
+ * salvageNamespacePath, and whether its bytes were not all UTF-8 (`notUtf8`): such a path is told as
+ * `ls -b` shows it (escapedBytes: `\xNN`, a backslash `\\`), the one text of it in `vcnet list`, its
+ * JSON and gc's words, and the text `gc --netns` matches when given it.
+ */
+export function salvageNamespacePathTold(text: string): { path: string; notUtf8: boolean } | undefined {
+  const path = salvagedPathText(text);
+  if (path === undefined) return undefined;
+  return holdsBadBytes(path) ? { path: escapedBytes(path), notUtf8: true } : { path, notUtf8: false };
+}
+
+function salvagedPathText(text: string): string | undefined {
   const absolute = (value: unknown) => (typeof value === 'string' && value.startsWith('/') ? value : undefined);
   let data: unknown;
   try {

@@ -787,8 +787,19 @@ describe('SandboxStore', () => {
     );
     expect(error.code).toBe('VCNET_STATE_INVALID');
     expect(readFileSync(store.statePath)).toEqual(damaged);
-    // What gc and vcnet-cni's DEL salvage: the text with U+FFFD, its namespace whole.
+    // What gc and vcnet-cni's DEL salvage: the text with each bad byte kept, its namespace whole.
     expect(salvageNamespacePath(damagedRecordText(error) ?? '')).toBe('/var/run/netns/pod-a');
+    // A bad byte in the path itself is told as `ls -b` shows it, each byte of a cut sequence on its
+    // own and a backslash doubled; it was U+FFFD, which told nothing of the bytes.
+    const inPath = written.indexOf('pod-a') + 4;
+    const pathDamaged = Buffer.concat([
+      written.subarray(0, inPath),
+      Buffer.from([0xe2, 0x82, 0x5c, 0x5c, 0xff]),
+      written.subarray(inPath + 1),
+    ]);
+    expect(salvageNamespacePath(damagedRecordText(refusalOf(pathDamaged)) ?? '')).toBe(
+      '/var/run/netns/pod-\\xe2\\x82\\\\\\xff',
+    );
     expect(damagedRecordText(new StateInvalidError(FILE, 'id', 'is 1'))).toBeUndefined();
     // Each malformed sequence is found where it starts: an overlong form, a surrogate, a code point
     // above U+10FFFF, a lone continuation byte, a sequence cut short by the end.
