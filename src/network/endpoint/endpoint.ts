@@ -206,9 +206,11 @@ export abstract class Endpoint {
       this.plumbing = await this.build(journaled);
     } catch (error) {
       if (error instanceof RollbackIncompleteError) {
-        // The undo was refused: keep exactly what is left, for detach and gc.
+        // The undo was refused: keep exactly what is left, for detach and gc. The error says what
+        // to do about the refusal too, as this type knows it (the cause is what to fix first).
         this.pendingSteps = error.left as PlumbingStep[];
-        throw error;
+        const hint = this.attachFailureHint(error.cause as Error);
+        throw hint === undefined ? error : error.withCauseHint(hint);
       }
       this.pendingSteps = undefined;
       throw error instanceof AttachError
