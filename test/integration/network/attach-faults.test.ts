@@ -332,6 +332,10 @@ describe("another tool's u32 node joining vcnet's redirect before attach fails",
     });
     expect(error.message).toContain("another tool's node joined");
     expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    // vcnet's own ingress qdisc stays for the other tool's node, and the message says so.
+    if (hadQdisc) expect(error.message).toContain('(everything it had made was removed)');
+    else
+      expect(error.message).toContain('everything it had made was removed but the ingress qdisc on eth0, which stays');
     expect(readSandbox('joined', stateDir)).toBeUndefined();
     const left = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
     // A delete of the whole priority would take it along (checked: it does, with ownNodes ignored).
@@ -420,5 +424,60 @@ describe("an attach refused by another tool's shared ingress block, whose undo f
     await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
     expect(readSandbox('sharedmv', stateDir)).toBeUndefined();
     expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe("a rollback beside another tool's filter put into vcnet's own ingress qdisc during the attach", () => {
+  const otherFilter = (link: string) =>
+    `filter add dev ${link} ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' ');
+
+  /** Checks the qdisc stayed, handed over, and that gc leaves it too; then takes it away by hand. */
+  async function expectHandedOver(pod: TestNamespace, link: string, sandbox: string, before: unknown): Promise<void> {
+    // Handed over, not left: no record, so neither detach nor gc will ever delete it.
+    expect(readSandbox(sandbox, stateDir)).toBeUndefined();
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+    const filters = pod.exec('tc', `filter show dev ${link} ingress`.split(' '));
+    expect(filters).toContain('match 0a090909/ffffffff at 16');
+    expect(filters).not.toContain('Redirect');
+    // Nothing else of the attach is left.
+    pod.exec('tc', `qdisc del dev ${link} ingress`.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
+  }
+
+  it('tcfilter: the error says the ingress qdisc on eth0 stays and why, never "everything … removed"', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    let previous: PlanStep | undefined;
+    const error = await attachFailure('handover', config(pod, 'tcfilter'), (step) => {
+      const last = previous;
+      previous = step;
+      if (last?.change.op !== 'add-qdisc' || last.change.link.name !== 'eth0') return;
+      pod.exec('tc', otherFilter('eth0'));
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
+    });
+    expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    expect(error.message).toContain('injected fault');
+    expect(error.message).not.toContain('(everything it had made was removed)');
+    expect(error.message).toContain(
+      "everything it had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100)",
+    );
+    await expectHandedOver(pod, 'eth0', 'handover', before);
+  });
+
+  it("macvtap: the same for the ingress qdisc on the pod's own macvtap (its rx limit's redirect)", async () => {
+    const { pod } = makePod();
+    addPodMacvtap(pod);
+    const before = fingerprint(pod);
+    const error = await attachFailure('handovermv', config(pod, 'macvtap'), (step) => {
+      if (step.change.op !== 'add-filter' || step.change.link.name !== 'mvt') return;
+      pod.exec('tc', otherFilter('mvt'));
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
+    });
+    expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    expect(error.message).not.toContain('(everything it had made was removed)');
+    expect(error.message).toContain(
+      "everything it had made was removed but the ingress qdisc on mvt, which stays: it holds another tool's filter (prio 100)",
+    );
+    await expectHandedOver(pod, 'mvt', 'handovermv', before);
   });
 });
