@@ -661,12 +661,20 @@ function relayedAgentStatus(code: ErrorCode, decidedBy: unknown): AgentOutcome |
 
 /**
  * An attach failed and undoing it was refused too: `left` names what is still there, and the
- * record keeps exactly that for `vcnet detach` or `vcnet gc`.
+ * record keeps exactly that for `vcnet detach` or `vcnet gc`. Its hint says both what finishes what
+ * is left and, after "the cause:", what to do about the failure itself (`causeHint`: the attach's
+ * own hint, such as the remedy for another tool's shared filter block), which the user must fix first.
  */
 export class RollbackIncompleteError extends VcnetError {
   static override readonly errorName: string = 'RollbackIncompleteError';
   readonly left: unknown[];
   readonly failures: readonly string[];
+  /** What finishes what is left (the hint without the cause's part): what `retold` replaces. */
+  readonly leftHint: string;
+  /** What to do about the failure that started the undo; by default the hint its cause carries. */
+  readonly causeHint: string | undefined;
+  /** What failed ("attach", "ADD of eth0"), as the message says it. */
+  readonly operation: string;
   constructor(
     what: string,
     cause: Error,
@@ -681,14 +689,18 @@ export class RollbackIncompleteError extends VcnetError {
      * be made): maybe gone, kept in the record with `left`; `leftObjects` are those seen there.
      */
     readonly notChecked: readonly string[] = [],
+    causeHint: string | undefined = causeHintOf(cause),
   ) {
     super(
       'VCNET_ROLLBACK_INCOMPLETE',
       `${what} failed: ${cause.message}; undoing ${undone} failed too (${failures.join('; ')}): ${leftAndNotChecked(leftObjects, notChecked)}`,
-      { value: leftObjects, hint, cause },
+      { value: leftObjects, hint: causeHint === undefined ? hint : `${hint}; the cause: ${causeHint}`, cause },
     );
     this.left = left;
     this.failures = failures;
+    this.operation = what;
+    this.leftHint = hint;
+    this.causeHint = causeHint;
   }
 
   override toJSON(): Record<string, unknown> {
@@ -698,6 +710,7 @@ export class RollbackIncompleteError extends VcnetError {
   /**
    * The same failure told for the command that ran (CNI ADD, add-iface): its name, and the command
    * that finishes what is left there (`vcnet detach` would find no sandbox, or take a live one down).
+   * What to do about the cause stays.
    */
   retold(what: string, hint: string): RollbackIncompleteError {
     return new RollbackIncompleteError(
@@ -709,8 +722,29 @@ export class RollbackIncompleteError extends VcnetError {
       hint,
       this.undone,
       this.notChecked,
+      this.causeHint,
     );
   }
+
+  /** The same failure, with what to do about its cause said by one who knows better (an endpoint's type). */
+  withCauseHint(causeHint: string): RollbackIncompleteError {
+    return new RollbackIncompleteError(
+      this.operation,
+      this.cause as Error,
+      this.failures,
+      this.value as string[],
+      this.left,
+      this.leftHint,
+      this.undone,
+      this.notChecked,
+      causeHint,
+    );
+  }
+}
+
+/** The hint of a failure that started an undo: a refused rollback's own cause hint, else the chain's. */
+function causeHintOf(cause: Error): string | undefined {
+  return cause instanceof RollbackIncompleteError ? cause.causeHint : hintFromCause(cause);
 }
 
 /**

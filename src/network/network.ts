@@ -8,7 +8,7 @@
  */
 import { booleanOption, functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish, traced, tracing } from '../diagnostics.js';
-import { RollbackIncompleteError, SystemCallError } from '../errors.js';
+import { hintFromCause, RollbackIncompleteError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { HotplugTarget } from '../hypervisor/device.js';
 import type { Link } from '../netlink/codec/link.js';
@@ -321,6 +321,8 @@ export class Network {
           undefined,
           added.length > 0 ? undone : 'it',
           [...(error instanceof RollbackIncompleteError ? error.notChecked : []), ...describeRecords(notChecked)],
+          // What to do about the failing endpoint's refusal, as it said it (its own type's remedy).
+          error instanceof RollbackIncompleteError ? error.causeHint : hintFromCause(cause),
         );
       }
       throw error;

@@ -239,6 +239,20 @@ describe('classifyError', () => {
     });
   });
 
+  it('says what to do about the cause after what finishes what is left, and keeps it when retold', () => {
+    const refused = new AttachError('eth0', new Error('filter refused'), true, 'use the macvtap model');
+    const rollback = new RollbackIncompleteError('attach', refused, ['ENOBUFS'], ['tun tap0_kata'], []);
+    expect(rollback.hint).toBe(
+      'the sandbox record keeps what is left: run `vcnet detach` (or `vcnet gc`) once the cause is fixed; the cause: use the macvtap model',
+    );
+    const told = rollback.retold('ADD of eth0', "the runtime's DEL removes it");
+    expect(told.hint).toBe("the runtime's DEL removes it; the cause: use the macvtap model");
+    // An endpoint that knows better than the cause's hint replaces it, and the rest stays.
+    const explained = told.withCauseHint('attach it without rx_rate_limiter_max_rate');
+    expect(explained.message).toBe(told.message);
+    expect(explained.hint).toBe("the runtime's DEL removes it; the cause: attach it without rx_rate_limiter_max_rate");
+  });
+
   it("does not call the kernel's EACCES for IPv6 turned off on a link a permission problem", () => {
     const ipv6Off = new NetlinkError(
       { type: 20, description: 'add address fd00::2/64 to eth0' },

@@ -16,7 +16,7 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import { describeRecords, type UndoReport, undoRecords } from '../plan/undo.js';
+import { describeHandedOver, describeRecords, type UndoReport, undoRecords } from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 import { noteQueueFds } from './held-queue-fds.js';
 
@@ -194,11 +194,16 @@ export abstract class Endpoint {
    */
   async attach(context: PlumbingContext): Promise<AttachedPlumbing> {
     if (this.plumbing) return this.plumbing;
+    let handedOver: string[] = [];
     const journaled: PlumbingContext = {
       ...context,
       journal: (steps) => {
         this.pendingSteps = steps;
         context.journal?.(steps);
+      },
+      handedOver: (kept) => {
+        handedOver = kept.map(describeHandedOver);
+        context.handedOver?.(kept);
       },
     };
     try {
@@ -206,14 +211,22 @@ export abstract class Endpoint {
       this.plumbing = await this.build(journaled);
     } catch (error) {
       if (error instanceof RollbackIncompleteError) {
-        // The undo was refused: keep exactly what is left, for detach and gc.
+        // The undo was refused: keep exactly what is left, for detach and gc. The error says what
+        // to do about the refusal too, as this type knows it (the cause is what to fix first).
         this.pendingSteps = error.left as PlumbingStep[];
-        throw error;
+        const hint = this.attachFailureHint(error.cause as Error);
+        throw hint === undefined ? error : error.withCauseHint(hint);
       }
       this.pendingSteps = undefined;
       throw error instanceof AttachError
         ? error
-        : new AttachError(this.properties.link.name, error as Error, true, this.attachFailureHint(error as Error));
+        : new AttachError(
+            this.properties.link.name,
+            error as Error,
+            true,
+            this.attachFailureHint(error as Error),
+            handedOver,
+          );
     }
     this.pendingSteps = undefined;
     return this.plumbing;

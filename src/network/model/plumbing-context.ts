@@ -17,6 +17,7 @@ import { applyPlan } from '../plan/apply.js';
 import { closeFds } from '../plan/link-creation.js';
 import { openVerifiedMacvtapQueues, verifiedMacvtapNode } from '../plan/macvtap-index.js';
 import { type AttachRequest, type PlanSnapshot, planAttach } from '../plan/plan-attach.js';
+import type { KeptRecord } from '../plan/plan-detach.js';
 import type { PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep, RateLimit } from '../plan/types.js';
 import { rollBackAttach } from '../plan/undo.js';
@@ -47,6 +48,12 @@ export interface PlumbingContext {
    * so a crash in the middle leaves a record that detach and gc can undo.
    */
   journal?: (steps: PlumbingStep[]) => void;
+  /**
+   * Told what the rollback of a failed attach left in place on purpose, and why: a qdisc it added
+   * that another tool has put its own filter in since (only vcnet's filters went). It is that tool's
+   * now, in no record, as detach leaves it; the attach's error says it stays.
+   */
+  handedOver?: (kept: readonly KeptRecord[]) => void;
 }
 
 /** What a model built for one endpoint: enough for the hypervisor, and for an exact detach. */
@@ -83,21 +90,37 @@ export class AttachError extends VcnetError {
   constructor(
     endpoint: string,
     cause: Error,
-    /** Verified: everything the attach had made was removed. */
+    /** Verified: everything the attach had made was removed (but `handedOver`). */
     readonly rolledBack: boolean,
     /** What to do, where the caller knows better than the cause's hint (which is the default). */
     hint?: string,
+    /**
+     * What the rollback left in place for another tool that put its own in it since, each with why
+     * (describeHandedOver: "the ingress qdisc on eth0, which stays: it holds …"). In no record.
+     */
+    readonly handedOver: readonly string[] = [],
   ) {
     super(
       'VCNET_ATTACH_FAILED',
-      `attaching ${endpoint} failed: ${cause.message}${rolledBack ? ' (everything it had made was removed)' : ''}`,
+      `attaching ${endpoint} failed: ${cause.message}${rolledBack ? ` (${rolledBackSaid(handedOver)})` : ''}`,
       {
         value: endpoint,
-        hint: hint ?? hintFromCause(cause) ?? 'see the cause; the namespace is as it was before the attach',
+        hint:
+          hint ??
+          hintFromCause(cause) ??
+          (handedOver.length > 0
+            ? 'see the cause; the namespace is as it was before the attach but for what another tool holds, which the message names'
+            : 'see the cause; the namespace is as it was before the attach'),
         cause,
       },
     );
   }
+}
+
+/** What a rollback that went as far as it may did: all of it, or all but what another tool holds now. */
+function rolledBackSaid(handedOver: readonly string[]): string {
+  if (handedOver.length === 0) return 'everything it had made was removed';
+  return `everything it had made was removed but ${handedOver.join(', and ')}; vcnet's own filters in it were deleted and no record keeps it, as it is that tool's now: neither detach nor gc will delete it`;
 }
 
 /** The scan a plan needs: the context's, or (library callers that pass only qdiscs) a fresh one. */
@@ -160,6 +183,7 @@ export async function attachByPlan(
     namespacePath: context.namespacePath,
     keepFds: context.keepFds,
     ...(context.journal ? { journal: context.journal } : {}),
+    ...(context.handedOver ? { handedOver: context.handedOver } : {}),
     ...(intent ? { intent } : {}),
   });
   let tapFds = applied.tapFds;
@@ -188,7 +212,7 @@ export async function attachByPlan(
   } catch (error) {
     closeFds(tapFds);
     closeFds(vhostFds);
-    return rollBackAttach(context.handle, applied.records, error as Error, context.journal);
+    return rollBackAttach(context.handle, applied.records, error as Error, context.journal, context.handedOver);
   }
 }
 

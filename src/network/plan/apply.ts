@@ -14,6 +14,7 @@ import { testSeam } from '../../test-seams.js';
 import { type ChangeAnswer, linkSpecOf, publishStep, sendBatch } from './batch-send.js';
 import { closeFds, createTapAtChosenIndex, ifbIndexTaken, randomLinkIndex, type TapContext } from './link-creation.js';
 import { createMacvtapAtUniqueIndex } from './macvtap-index.js';
+import type { KeptRecord } from './plan-detach.js';
 import { chosenIndexesOf, type PlanIntent, recordsOf, sameIndexes } from './plan-intent.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep } from './types.js';
 import { rollBackAttach } from './undo.js';
@@ -50,6 +51,8 @@ export interface ApplyContext extends TapContext {
    * attach quadratic in the endpoints (each write is the whole record).
    */
   intent?: PlanIntent;
+  /** Told what the rollback of a failed apply left in place for another tool (rollBackAttach). */
+  handedOver?: (kept: readonly KeptRecord[]) => void;
 }
 
 export interface AppliedPlan {
@@ -217,7 +220,7 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     // In plan order, so the undo runs in reverse of it; a link maybe made is recorded at its chosen
     // index, `unconfirmed`, and what the plan put on pod links after it says so (recordsOf).
     const made = plan.steps.filter((step) => completed.includes(step) || maybeMade.includes(step));
-    return rollBackAttach(handle, recorded(made), error as Error, context.journal);
+    return rollBackAttach(handle, recorded(made), error as Error, context.journal, context.handedOver);
   }
 }
 

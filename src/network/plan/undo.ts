@@ -57,6 +57,11 @@ export interface UndoReport {
    * was already gone or never made. A link's records stand for what was on it.
    */
   undid?: PlumbingStep[];
+  /**
+   * The records of what the undo left in place on purpose, and why (`kept` counts them): a qdisc vcnet
+   * added that another tool has put its own filter in since. Settled: in no record afterwards.
+   */
+  keptRecords?: KeptRecord[];
   /** NICs the running VM did not release: their plumbing and records were kept (Network.removeEndpoints). */
   stillPlugged?: Array<{ endpoint: string; deviceId: string; error: Error }>;
 }
@@ -102,14 +107,23 @@ function describeRecord(record: PlumbingStep): string {
  * undo was complete, RollbackIncompleteError naming what is left when the kernel refused part of it.
  * "Complete" is said only once a look at the namespace afterwards (stillInPlace) finds none of it.
  * `records` holds what may have been made too: a change whose answer was lost (apply.ts).
+ * `handedOver` is told what the undo left in place on purpose, as detach does (a qdisc vcnet added
+ * that holds another tool's filter now): that tool's from then on, in no record, so the caller's
+ * error says it stays rather than that everything went.
  */
 export async function rollBackAttach(
   handle: NetlinkHandle,
   records: PlumbingStep[],
   error: Error,
   journal: ((left: PlumbingStep[]) => void) | undefined,
+  handedOver?: (kept: readonly KeptRecord[]) => void,
 ): Promise<never> {
-  let report: { failures: Array<{ message: string }>; left: PlumbingStep[]; notChecked?: PlumbingStep[] };
+  let report: {
+    failures: Array<{ message: string }>;
+    left: PlumbingStep[];
+    notChecked?: PlumbingStep[];
+    keptRecords?: KeptRecord[];
+  };
   try {
     report = await undoRecords(handle, records);
   } catch (undoError) {
@@ -140,6 +154,7 @@ export async function rollBackAttach(
     const left = new Set([...report.left, ...missed]);
     report.left = records.filter((record) => left.has(record));
   }
+  if (report.keptRecords && report.keptRecords.length > 0) handedOver?.(report.keptRecords);
   let journalFailure: Error | undefined;
   try {
     journal?.(report.left);
@@ -274,6 +289,11 @@ export function alreadyDone(change: Change, errno: string): boolean {
   }
 }
 
+/** What a rollback says of a record it left in place: "the ingress qdisc on eth0, which stays: it holds …". */
+export function describeHandedOver(kept: KeptRecord): string {
+  return `the ${describeRecord(kept.record)}, which stays: ${kept.reason}`;
+}
+
 /** What detach says of a record it keeps: "kept the ingress qdisc on eth0: it holds …". */
 export function describeKept(kept: KeptRecord): string {
   return `${describeRecord(kept.record)}: ${kept.reason}`;
@@ -295,6 +315,7 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
     undone: 0,
     alreadyGone: plan.alreadyGone.length,
     kept: plan.kept.length,
+    keptRecords: plan.kept,
     failures: [],
     left: [],
     undid: [],

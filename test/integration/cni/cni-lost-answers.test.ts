@@ -74,3 +74,27 @@ describe('vcnet-cni ADD whose answers are lost', () => {
     expect(records()).toEqual([]);
   });
 });
+
+describe("vcnet-cni ADD refused by another tool's shared ingress block, whose undo loses its answers", () => {
+  it('answers 103 with what is left in msg, and both the DEL that finishes it and the shared-block remedy in details', () => {
+    const { pod } = makePod();
+    pod.exec('tc', 'qdisc add dev eth0 ingress_block 7 ingress'.split(' '));
+    const before = fingerprint(pod);
+    // The second send carrying a change is the undo's (the first, the tap's settings and both
+    // filters, is refused at the filter on eth0): its answers and every look after it are lost.
+    const add = runPlugin('ADD', pod, loseAnswersAt(2, true));
+    expect(add.status, add.stderr).not.toBe(0);
+    const reply = JSON.parse(add.stdout) as { code: number; msg: string; details: string };
+    expect(reply.code).toBe(103);
+    expect(reply.msg).toContain('This filter block is shared');
+    expect(reply.msg).toContain('tun tap0_kata');
+    expect(reply.details).toMatch(/^VCNET_ROLLBACK_INCOMPLETE: /);
+    expect(reply.details).toContain("the runtime's DEL of this container and interface removes it");
+    expect(reply.details).toContain('use the macvtap model, which adds no filter to the pod link');
+    expect(records()).not.toEqual([]);
+    const del = runPlugin('DEL', pod);
+    expect(del.status, del.stdout + del.stderr).toBe(0);
+    expect(fingerprint(pod)).toEqual(before);
+    expect(records()).toEqual([]);
+  });
+});

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NetlinkHandle } from '../../../src/netlink/handle.js';
+import { setNetlinkRepliesTestHook } from '../../../src/netlink/transport.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import type { InterworkingModel } from '../../../src/network/interworking-model.js';
@@ -21,6 +22,7 @@ import type { PlanStep } from '../../../src/network/plan/types.js';
 import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
+import { addPodMacvtap } from '../../helpers/dry-run-cases.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod, type PodOptions, podConfig } from '../../helpers/pod.js';
 
@@ -32,6 +34,7 @@ beforeEach(() => {
 
 afterEach(() => {
   setApplyTestHook(undefined);
+  setNetlinkRepliesTestHook(undefined);
   cleanupNamespaces();
   rmSync(stateDir, { recursive: true, force: true });
 });
@@ -329,6 +332,10 @@ describe("another tool's u32 node joining vcnet's redirect before attach fails",
     });
     expect(error.message).toContain("another tool's node joined");
     expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    // vcnet's own ingress qdisc stays for the other tool's node, and the message says so.
+    if (hadQdisc) expect(error.message).toContain('(everything it had made was removed)');
+    else
+      expect(error.message).toContain('everything it had made was removed but the ingress qdisc on eth0, which stays');
     expect(readSandbox('joined', stateDir)).toBeUndefined();
     const left = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
     // A delete of the whole priority would take it along (checked: it does, with ownNodes ignored).
@@ -339,5 +346,138 @@ describe("another tool's u32 node joining vcnet's redirect before attach fails",
     pod.exec('tc', 'filter del dev eth0 ingress prio 49152'.split(' '));
     if (!hadQdisc) pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
     expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+/**
+ * The undo loses what the kernel says from the send after the one carrying `step` on: the refusal of
+ * that step is read, the rollback's look at the namespace and its batch are not (ENOBUFS), so nothing
+ * of what it was to remove is known to be gone. Both seams are taken off in afterEach.
+ */
+function loseAnswersAfter(step: (planStep: PlanStep) => boolean): void {
+  let armed = false;
+  let refusalRead = false;
+  setApplyTestHook((planStep) => {
+    if (step(planStep)) armed = true;
+  });
+  setNetlinkRepliesTestHook(() => {
+    if (!armed) return undefined;
+    if (!refusalRead) {
+      // With the executor's hook set, the step goes in a send of its own, the first after it is armed.
+      refusalRead = true;
+      return undefined;
+    }
+    return { errno: 'ENOBUFS' };
+  });
+}
+
+describe("an attach refused by another tool's shared ingress block, whose undo fails too", () => {
+  const sharedBlockRemedy = 'use the macvtap model, which adds no filter to the pod link';
+
+  it('tcfilter: says what is left (its own code, the record kept for gc) and keeps the shared-block remedy', async () => {
+    const { pod } = makePod();
+    pod.exec('tc', 'qdisc add dev eth0 ingress_block 7 ingress'.split(' '));
+    const before = fingerprint(pod);
+    loseAnswersAfter((step) => step.change.op === 'add-filter' && step.change.link.name === 'eth0');
+    const error = (await attachSandbox(
+      'shared',
+      { ...config(pod, 'tcfilter'), rateLimit: {} },
+      { stateDirectory: stateDir },
+    ).then(
+      () => new Error('attach succeeded'),
+      (caught: unknown) => caught,
+    )) as Error & { code?: string; hint?: string; left?: unknown[] };
+    setApplyTestHook(undefined);
+    setNetlinkRepliesTestHook(undefined);
+    expect(error.code, error.message).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toContain('This filter block is shared');
+    expect(error.message).toContain('tun tap0_kata');
+    // What finishes what is left, and what to do about the refusal itself: both.
+    expect(error.hint).toContain('`vcnet detach`');
+    expect(error.hint).toContain(sharedBlockRemedy);
+    expect(readSandbox('shared', stateDir)?.network.endpoints[0]?.plumbing?.steps).toEqual(error.left);
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+    expect(readSandbox('shared', stateDir)).toBeUndefined();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it("macvtap: the pod's own macvtap refused, the undo of the endpoint before it refused too, keeps that macvtap's remedy", async () => {
+    const { pod } = makePod();
+    addPodMacvtap(pod);
+    pod.exec('tc', 'qdisc add dev mvt ingress_block 23 ingress'.split(' '));
+    const before = fingerprint(pod);
+    const error = await attachFailure('sharedmv', config(pod, 'macvtap'), (step) => {
+      // mvt's rx limit, its ifb redirect on mvt's ingress: the kernel refuses it (the hook only sets
+      // the scene). eth0 is attached by then (its addresses moved), and IPv6 off refuses them back.
+      if (step.change.op === 'add-filter' && step.change.link.name === 'mvt') {
+        pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+      }
+    });
+    expect(error.code, error.message).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toContain('This filter block is shared');
+    expect(error.message).toContain('addresses removed from eth0 (fd00:200::2/64)');
+    const hint = (error as { hint?: string }).hint;
+    expect(hint).toContain('`vcnet detach`');
+    expect(hint).toContain('mvt is a macvtap the VM uses as it is');
+    expect(hint).not.toContain(sharedBlockRemedy);
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+    expect(readSandbox('sharedmv', stateDir)).toBeUndefined();
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe("a rollback beside another tool's filter put into vcnet's own ingress qdisc during the attach", () => {
+  const otherFilter = (link: string) =>
+    `filter add dev ${link} ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' ');
+
+  /** Checks the qdisc stayed, handed over, and that gc leaves it too; then takes it away by hand. */
+  async function expectHandedOver(pod: TestNamespace, link: string, sandbox: string, before: unknown): Promise<void> {
+    // Handed over, not left: no record, so neither detach nor gc will ever delete it.
+    expect(readSandbox(sandbox, stateDir)).toBeUndefined();
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+    const filters = pod.exec('tc', `filter show dev ${link} ingress`.split(' '));
+    expect(filters).toContain('match 0a090909/ffffffff at 16');
+    expect(filters).not.toContain('Redirect');
+    // Nothing else of the attach is left.
+    pod.exec('tc', `qdisc del dev ${link} ingress`.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
+  }
+
+  it('tcfilter: the error says the ingress qdisc on eth0 stays and why, never "everything … removed"', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    let previous: PlanStep | undefined;
+    const error = await attachFailure('handover', config(pod, 'tcfilter'), (step) => {
+      const last = previous;
+      previous = step;
+      if (last?.change.op !== 'add-qdisc' || last.change.link.name !== 'eth0') return;
+      pod.exec('tc', otherFilter('eth0'));
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
+    });
+    expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    expect(error.message).toContain('injected fault');
+    expect(error.message).not.toContain('(everything it had made was removed)');
+    expect(error.message).toContain(
+      "everything it had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100)",
+    );
+    await expectHandedOver(pod, 'eth0', 'handover', before);
+  });
+
+  it("macvtap: the same for the ingress qdisc on the pod's own macvtap (its rx limit's redirect)", async () => {
+    const { pod } = makePod();
+    addPodMacvtap(pod);
+    const before = fingerprint(pod);
+    const error = await attachFailure('handovermv', config(pod, 'macvtap'), (step) => {
+      if (step.change.op !== 'add-filter' || step.change.link.name !== 'mvt') return;
+      pod.exec('tc', otherFilter('mvt'));
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
+    });
+    expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    expect(error.message).not.toContain('(everything it had made was removed)');
+    expect(error.message).toContain(
+      "everything it had made was removed but the ingress qdisc on mvt, which stays: it holds another tool's filter (prio 100)",
+    );
+    await expectHandedOver(pod, 'mvt', 'handovermv', before);
   });
 });
