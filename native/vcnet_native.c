@@ -322,8 +322,25 @@ static void leave_netns(int saved) {
 
 // ---- files inside a namespace --------------------------------------------------------------------
 
+// A file opened inside the network namespace of nsFd (-1: this thread's): setns, open, setns back.
+// On failure it has thrown, naming the step, and returns -1.
+static int open_in_netns(napi_env env, int32_t ns_fd, const char *path, int flags) {
+  int saved;
+  const char *failed = NULL;
+  int err = ns_fd >= 0 ? enter_netns_at(NULL, ns_fd, &saved, &failed) : (saved = -1, 0);
+  if (err) {
+    throw_errno(env, err, failed, NULL);
+    return -1;
+  }
+  int fd = open(path, flags | O_CLOEXEC);
+  err = fd < 0 ? errno : 0;
+  leave_netns(saved);
+  if (fd < 0) throw_errno(env, err, "open", path);
+  return fd;
+}
+
 // writeFileInNetns(nsFd: number, path: string, text: string): writes text to a file opened inside
-// the network namespace of nsFd (-1: this thread's): setns, open, setns back. /proc/sys/net is the
+// the network namespace of nsFd (-1: this thread's). /proc/sys/net is the
 // namespace of the thread that opens it: a sysctl of a pod's link is written from inside the pod.
 static napi_value write_file_in_netns(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -334,23 +351,11 @@ static napi_value write_file_in_netns(napi_env env, napi_callback_info info) {
   if (argc < 3 || !get_int(env, argv[0], &ns_fd) || !get_string(env, argv[1], path, sizeof path, 0) ||
       !get_string(env, argv[2], text, sizeof text, 0))
     return NULL;
-  int saved;
-  const char *failed = NULL;
-  int err = ns_fd >= 0 ? enter_netns_at(NULL, ns_fd, &saved, &failed) : (saved = -1, 0);
-  if (err) {
-    throw_errno(env, err, failed, NULL);
-    return NULL;
-  }
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  err = fd < 0 ? errno : 0;
-  leave_netns(saved);
-  if (fd < 0) {
-    throw_errno(env, err, "open", path);
-    return NULL;
-  }
+  int fd = open_in_netns(env, ns_fd, path, O_WRONLY);
+  if (fd < 0) return NULL;
   size_t length = strlen(text);
   ssize_t written = write(fd, text, length);
-  err = written < 0 ? errno : 0;
+  int err = written < 0 ? errno : 0;
   close(fd);
   if (written < 0 || (size_t)written != length) {
     throw_errno(env, written < 0 ? err : EIO, "write", path);
@@ -369,22 +374,10 @@ static napi_value read_file_in_netns(napi_env env, napi_callback_info info) {
   char path[4096], text[256];
   int32_t ns_fd;
   if (argc < 2 || !get_int(env, argv[0], &ns_fd) || !get_string(env, argv[1], path, sizeof path, 0)) return NULL;
-  int saved;
-  const char *failed = NULL;
-  int err = ns_fd >= 0 ? enter_netns_at(NULL, ns_fd, &saved, &failed) : (saved = -1, 0);
-  if (err) {
-    throw_errno(env, err, failed, NULL);
-    return NULL;
-  }
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  err = fd < 0 ? errno : 0;
-  leave_netns(saved);
-  if (fd < 0) {
-    throw_errno(env, err, "open", path);
-    return NULL;
-  }
+  int fd = open_in_netns(env, ns_fd, path, O_RDONLY);
+  if (fd < 0) return NULL;
   ssize_t length = read(fd, text, sizeof text - 1);
-  err = length < 0 ? errno : 0;
+  int err = length < 0 ? errno : 0;
   close(fd);
   if (length < 0) {
     throw_errno(env, err, "read", path);
