@@ -277,13 +277,18 @@ function checkSubnet(subnet: string): void {
     bytes.readUInt16BE(10) === 0xffff
   ) {
     const ipv4 = bytesToIp(bytes.subarray(12));
-    // The IPv4 range it maps, or a /24 there where that is too small for host-local.
-    const ipv4Length = prefixLength - 96 > 30 ? 24 : prefixLength - 96;
+    const mappedLength = prefixLength - 96;
+    // The IPv4 range it maps, or a /24 around it where that is too small for host-local (the hint
+    // says so: it is not the range the user wrote).
+    const remedy =
+      mappedLength > 30
+        ? `set --subnet to an IPv4 range with room for the bridge's gateway and pods, such as ${networkOf(ipv4, 24)}/24: ${subnet} maps ${ipv4}/${mappedLength}, too small for host-local`
+        : `set --subnet to ${networkOf(ipv4, mappedLength)}/${mappedLength}, the IPv4 range of ${subnet}`;
     throw new InvalidInputError(
       '--subnet',
       subnet,
       "an IPv4 range written as IPv4, or an IPv6 range outside ::ffff:0:0/96 (host-local refuses an IPv4-mapped IPv6 range, and every pod's ADD would fail)",
-      `set --subnet to ${networkOf(ipv4, ipv4Length)}/${ipv4Length}, the IPv4 range of ${subnet}`,
+      remedy,
     );
   }
   if (network !== networkOf(address, bits)) {

@@ -133,18 +133,27 @@ describe('installCni', () => {
       expect(tooSmall.hint, subnet).toBe(`give a larger range, such as ${larger}`);
     }
     // An IPv4-mapped IPv6 range: host-local refuses it ("IPNet IP and Mask version mismatch"), host
-    // bits or not; the hint names the IPv4 range it maps (a /24 where that is too small).
+    // bits or not; the hint names the IPv4 range it maps, or a /24 around it where that is too
+    // small, saying which.
     for (const [subnet, ipv4] of [
       ['::ffff:10.0.0.0/104', '10.0.0.0/8'],
       ['::ffff:10.0.0.1/120', '10.0.0.0/24'],
       ['::FFFF:a00:0/120', '10.0.0.0/24'],
-      ['::ffff:10.0.0.0/127', '10.0.0.0/24'],
     ] as const) {
       const mapped = refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet } }));
       expect(mapped.message, subnet).toBe(
         `invalid --subnet: ${JSON.stringify(subnet)} (accepted: an IPv4 range written as IPv4, or an IPv6 range outside ::ffff:0:0/96 (host-local refuses an IPv4-mapped IPv6 range, and every pod's ADD would fail))`,
       );
       expect(mapped.hint, subnet).toBe(`set --subnet to ${ipv4}, the IPv4 range of ${subnet}`);
+    }
+    for (const [subnet, maps] of [
+      ['::ffff:10.1.2.0/127', '10.1.2.0/31'],
+      ['::ffff:10.1.2.3/128', '10.1.2.3/32'],
+    ] as const) {
+      const mapped = refusal(() => installCni({ ...base, conflistFile: 'x.conflist', conflist: { subnet } }));
+      expect(mapped.hint, subnet).toBe(
+        `set --subnet to an IPv4 range with room for the bridge's gateway and pods, such as 10.1.2.0/24: ${subnet} maps ${maps}, too small for host-local`,
+      );
     }
     // Outside --conf-dir, or a file libcni would not read as a list.
     for (const conflistFile of [
