@@ -8,6 +8,7 @@ import { unreadableFileHint } from '../../src/errors.js';
 import { RecordedIdentityDamagedError } from '../../src/netns/namespace-identity.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../src/network/plan/plan-attach.js';
 import { stateDirectoryFlag } from '../../src/network/state/default-directories.js';
+import { macChangeNotice } from '../../src/sandbox/sandbox-watch.js';
 import { commandIn } from '../../src/shell-word.js';
 
 const AWKWARD = "/tmp/s16qa/it's a pod";
@@ -73,6 +74,44 @@ it('runs a program other than ip in a namespace: ip netns exec for a pinned one,
   expect(wordsOf(commandIn(AWKWARD, 'sysctl'))).toEqual(['nsenter', `--net=${AWKWARD}`, 'sysctl']);
   // No namespace named: this one's, as the reader's own shell is.
   expect(commandIn(undefined, 'sysctl')).toBe('sysctl');
+});
+
+it("sets a changed pod link's MAC back in the pod's namespace, the link name one word", () => {
+  const commands = (namespacePath: string, link: string, stateDirectory = '/run/vcnet') =>
+    [
+      ...macChangeNotice({
+        id: 'm1',
+        link,
+        nic: 'eth0',
+        guestMac: '02:aa:00:00:00:01',
+        podMac: '02:aa:00:00:00:02',
+        namespacePath,
+        stateDirectory,
+      }).matchAll(/`([^`]*)`/g),
+    ].map((match) => match[1] ?? '');
+  expect(commands('/var/run/netns/pod1', 'eth0')[0]).toBe('ip -n pod1 link set eth0 address 02:aa:00:00:00:01');
+  // A link name the pod's owner picked, with a `;`: one word, not a second command run on the host.
+  const awkwardLink = 'e;touch x';
+  expect(wordsOf(commands('/proc/42/ns/net', awkwardLink)[0] ?? '')).toEqual([
+    'nsenter',
+    '--net=/proc/42/ns/net',
+    'ip',
+    'link',
+    'set',
+    awkwardLink,
+    'address',
+    '02:aa:00:00:00:01',
+  ]);
+  expect(wordsOf(commands(AWKWARD, 'eth0')[0] ?? '').slice(0, 2)).toEqual(['nsenter', `--net=${AWKWARD}`]);
+  // del-iface and add-iface reach the sandbox's state directory.
+  expect(wordsOf(commands('/var/run/netns/pod1', 'eth0', AWKWARD)[1] ?? '')).toEqual([
+    'vcnet',
+    'del-iface',
+    'm1',
+    '--state-dir',
+    AWKWARD,
+    'FILE',
+  ]);
 });
 
 it('quotes the path in the ls command of an unreadable file', () => {
