@@ -4,12 +4,15 @@
  */
 import { execFileSync } from 'node:child_process';
 import { expect, it } from 'vitest';
-import { unreadableFileHint } from '../../src/errors.js';
+import { interfaceFromJson } from '../../src/agent/kata-network-json.js';
+import { InvalidInputError, unreadableFileHint } from '../../src/errors.js';
 import { RecordedIdentityDamagedError } from '../../src/netns/namespace-identity.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../src/network/plan/plan-attach.js';
 import { stateDirectoryFlag } from '../../src/network/state/default-directories.js';
+import { resolveAddInterfaceRequest } from '../../src/sandbox/add-interface-request.js';
 import { macChangeNotice } from '../../src/sandbox/sandbox-watch.js';
 import { commandIn } from '../../src/shell-word.js';
+import { info, link } from './network/fixtures.js';
 
 const AWKWARD = "/tmp/s16qa/it's a pod";
 
@@ -112,6 +115,37 @@ it("sets a changed pod link's MAC back in the pod's namespace, the link name one
     AWKWARD,
     'FILE',
   ]);
+});
+
+it("gives add-iface's refused device its ip command in the pod's namespace, the name one word", () => {
+  const awkwardLink = 'e;id>x';
+  const pod = [
+    info({ link: link({ index: 2, name: 'eth0', address: '02:42:ac:11:00:02' }) }),
+    info({ link: link({ index: 7, name: awkwardLink, address: '02:42:ac:11:00:07', mtu: 1450 }) }),
+    // The MAC of eth0, an attached NIC's.
+    info({ link: link({ index: 8, name: 'f;id>x', address: '02:42:ac:11:00:02' }) }),
+  ];
+  const existing = [{ name: 'eth0', hardwareAddress: '02:42:ac:11:00:02', properties: { link: { name: 'eth0' } } }];
+  const hintOf = (json: object, namespacePath: string) => {
+    try {
+      resolveAddInterfaceRequest(interfaceFromJson(json), pod, existing, {
+        sandbox: { id: 'sb', stateDirectory: '/run/vcnet', namespacePath },
+      });
+    } catch (error) {
+      if (error instanceof InvalidInputError) return error.hint ?? '';
+      throw error;
+    }
+    throw new Error('expected a refusal');
+  };
+  const commandOf = (hint: string) => /`([^`]*)`/.exec(hint)?.[1] ?? '';
+  const sameMac = commandOf(hintOf({ name: 'f;id>x' }, '/var/run/netns/pod1'));
+  expect(sameMac).toBe(`ip -n pod1 link set 'f;id>x' address MAC`);
+  // An mtu above the link's.
+  const mtu = commandOf(hintOf({ name: awkwardLink, mtu: 1500 }, AWKWARD));
+  expect(wordsOf(mtu)).toEqual(['nsenter', `--net=${AWKWARD}`, 'ip', 'link', 'set', awkwardLink, 'mtu', '1500']);
+  // A tap vcnet would make has no pod link to change: the request's hwAddr is what to change.
+  const tap = hintOf({ name: 'eth5', type: 'tap', hwAddr: '02:42:ac:11:00:02' }, '/var/run/netns/pod1');
+  expect(tap).toBe('give eth5 another hwAddr and add it again; nothing was changed');
 });
 
 it('quotes the path in the ls command of an unreadable file', () => {
