@@ -22,6 +22,8 @@ describe('guest NICs with the same MAC', () => {
     const refused = vcnet(['attach', '--sandbox', 'm1', '--netns', pod.path, '--state-dir', stateDirectory()]);
     expect(refused.status, refused.stderr).toBe(2);
     expect(refused.stderr).toContain(`eth1 and eth0 have the same MAC ${mac}`);
+    // In the pod's namespace when pasted on the host (a bare `ip` would set the host's eth1).
+    expect(refused.stderr).toContain(`\`ip -n ${basename(pod.path)} link set eth1 address MAC\``);
     expect(refused.stderr).toContain('nothing was changed');
     expect(fingerprint(pod)).toEqual(before);
     expect(readdirSync(stateDirectory()).filter((name) => !name.startsWith('.'))).toEqual([]);
