@@ -16,6 +16,7 @@ import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
 import { HostNamespaceError, isHostNamespace, OWN_NAMESPACE_PATH } from '../netns/host-namespace.js';
 import type { OpenedNamespace } from '../netns/namespace-identity.js';
+import { ipCommandIn, shellWord } from '../shell-word.js';
 import {
   ConfigurationConflictError,
   type NetworkConfig,
@@ -431,7 +432,7 @@ export class Network {
         throw new ConfigurationConflictError(
           `${info.link.name} and ${other.name}${other.attached ? ' (attached already)' : ''} have the same MAC ${mac}: each would be a guest NIC with that MAC, and Kata's agent finds a NIC by its MAC, so both interfaces' addresses and routes would go to one NIC`,
           mac,
-          `give ${info.link.name} a MAC of its own (\`ip link set ${info.link.name} address <mac>\` in the pod namespace) before attaching, or leave one of the two out; nothing was changed`,
+          `give ${info.link.name} a MAC of its own (\`${ipCommandIn(this.config.namespacePath)} link set ${shellWord(info.link.name)} address MAC\`) before attaching, or leave one of the two out; nothing was changed`,
         );
       }
       owners.set(mac, { name: info.link.name, attached: false });

@@ -19,7 +19,7 @@ import { checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
-import { shellWord } from '../shell-word.js';
+import { ipCommandIn, shellWord } from '../shell-word.js';
 
 /** What an existing endpoint of the sandbox looks like to the checks here. */
 export interface ExistingEndpoint {
@@ -153,6 +153,11 @@ export function resolveAddInterfaceRequest(
 ): AddInterfaceRequest {
   let requestedType = requestedTypeOf(message.type);
   let typeOverridden: string | undefined;
+  // A hint's ip command, pasted on the host, must act in the pod's namespace (a bare `ip` would change
+  // a host link of that name); the device name, which the pod's owner picks, is one quoted word.
+  const podNamespace = options.sandbox?.namespacePath;
+  const podIpCommand = (args: string): string =>
+    podNamespace === undefined ? `\`ip ${args}\` in the pod namespace` : `\`${ipCommandIn(podNamespace)} ${args}\``;
   if (message.device) checkLinkName('interface.device', message.device);
   // Kata reads only `name` (generateNetInfo); its users often put the host side's name in `device`
   // ("tap1", "veth-test"). vcnet's seed-era form reads `device` as the pod link, so `device` is
@@ -265,7 +270,10 @@ export function resolveAddInterfaceRequest(
       'interface.hwAddr',
       update.hardwareAddress,
       `a MAC no other interface of the sandbox has (${device} and the attached ${sameMac.properties.link.name} have the same MAC ${update.hardwareAddress})`,
-      `give ${device} a MAC of its own (\`ip link set ${device} address <mac>\` in the pod namespace) and add it again; nothing was changed`,
+      requestedType === 'tap'
+        ? // vcnet makes the tap (tap<N>_kata): there is no pod link to change, only the request's hwAddr.
+          `give ${device} another hwAddr and add it again; nothing was changed`
+        : `give ${device} a MAC of its own (${podIpCommand(`link set ${shellWord(device)} address MAC`)}) and add it again; nothing was changed`,
     );
   }
   // The guest NIC would silently not get it (generateGuestNetwork skips loopback addresses, as Kata's
@@ -300,7 +308,7 @@ export function resolveAddInterfaceRequest(
       'interface.mtu',
       update.mtu,
       `at most ${info.link.mtu}, the MTU of the pod link ${device}, or 0 to take it`,
-      `give the guest NIC an mtu of at most ${info.link.mtu}, or raise ${device}'s MTU first (\`ip link set ${device} mtu ${update.mtu}\` in the pod namespace) and add it again; nothing was changed`,
+      `give the guest NIC an mtu of at most ${info.link.mtu}, or raise ${device}'s MTU first (${podIpCommand(`link set ${shellWord(device)} mtu ${update.mtu}`)}) and add it again; nothing was changed`,
     );
   }
   if (update.mtu) info = { ...info, link: { ...info.link, mtu: update.mtu } };

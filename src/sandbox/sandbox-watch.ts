@@ -46,7 +46,7 @@ import {
   vmmToUnplugFrom,
 } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
-import { shellWord } from '../shell-word.js';
+import { ipCommandIn, shellWord } from '../shell-word.js';
 import { testSeam, waitThroughSeam } from '../test-seams.js';
 import { GUEST_PUSH_TIMEOUT_MS, guestPendingEntry, isOwnEntry, withoutEntries } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
@@ -221,6 +221,29 @@ function startWatchMemory(interfaces: readonly NetworkInfo[], attached: Iterable
 }
 
 /**
+ * What watch says of a tcfilter pod link whose MAC changed (checkGuestMacs). Its commands are pasted
+ * on the host: the ip command acts in the pod's namespace (a bare `ip` would set a host link of that
+ * name), and the link name, which the pod's owner picks, is one quoted word.
+ */
+export function macChangeNotice(change: {
+  id: string;
+  link: string;
+  /** The guest NIC's name. */
+  nic: string;
+  guestMac: string;
+  podMac: string;
+  namespacePath: string;
+  stateDirectory: string;
+}): string {
+  const { id, link, nic, guestMac, podMac } = change;
+  if (podMac === guestMac)
+    return `sandbox ${id}: ${link} has the MAC of the VM's NIC ${nic} again (${guestMac}): frames sent to it reach the VM`;
+  const setBack = `${ipCommandIn(change.namespacePath)} link set ${shellWord(link)} address ${guestMac}`;
+  const sandbox = `${shellWord(id)}${stateDirectoryFlag(change.stateDirectory)}`;
+  return `sandbox ${id}: ${link}'s MAC changed to ${podMac}, but the VM's NIC ${nic} keeps ${guestMac}, the MAC it was plugged with (a NIC's MAC is fixed once plugged): peers that learn it by ARP or neighbour discovery still reach the VM, as the guest answers with ${guestMac}; frames sent to ${podMac} (a static neighbour or bridge fdb entry, or a CNI result read since) reach the VM and are dropped by its NIC as not its own. Set ${link}'s MAC back (\`${setBack}\`), or plug the NIC again with the new one: \`vcnet del-iface ${sandbox} FILE\` then \`vcnet add-iface ${sandbox} FILE\`, FILE being {"name": ${JSON.stringify(link)}}`;
+}
+
+/**
  * Says what a MAC changed on a tcfilter endpoint's pod link means. Its guest NIC has the MAC the link
  * had at attach, fixed once plugged (Kata too reads it at attach only), and the redirect passes every
  * frame to the guest whatever its destination: peers that learn the address by ARP get the guest's
@@ -231,6 +254,7 @@ function checkGuestMacs(
   id: string,
   change: NamespaceChange,
   network: Network,
+  stateDirectory: string,
   summary: WatchSummary,
   memory?: WatchMemory,
 ): void {
@@ -248,10 +272,15 @@ function checkGuestMacs(
     const key = `${link} ${info.link.index}`;
     if (memory?.macSaid?.get(key) === podMac) continue;
     memory?.macSaid?.set(key, podMac);
-    const message =
-      podMac === guestMac
-        ? `sandbox ${id}: ${link} has the MAC of the VM's NIC ${endpoint.name} again (${guestMac}): frames sent to it reach the VM`
-        : `sandbox ${id}: ${link}'s MAC changed to ${podMac}, but the VM's NIC ${endpoint.name} keeps ${guestMac}, the MAC it was plugged with (a NIC's MAC is fixed once plugged): peers that learn it by ARP or neighbour discovery still reach the VM, as the guest answers with ${guestMac}; frames sent to ${podMac} (a static neighbour or bridge fdb entry, or a CNI result read since) reach the VM and are dropped by its NIC as not its own. Set ${link}'s MAC back (\`ip link set ${link} address ${guestMac}\` in ${network.config.namespacePath}), or plug the NIC again with the new one: \`vcnet del-iface ${id} FILE\` then \`vcnet add-iface ${id} FILE\`, FILE being {"name": "${link}"}`;
+    const message = macChangeNotice({
+      id,
+      link,
+      nic: endpoint.name,
+      guestMac,
+      podMac,
+      namespacePath: network.config.namespacePath,
+      stateDirectory,
+    });
     summary.macChanges = [...(summary.macChanges ?? []), { endpoint: endpoint.name, link, guestMac, podMac, message }];
     publish(channels.notice, () => ({
       operation: 'watch',
@@ -403,7 +432,7 @@ async function applyChange(
     }
     // Said, not followed: needs neither the VM nor a push.
     if (macChanges === null) {
-      checkGuestMacs(id, change, network, summary, memory);
+      checkGuestMacs(id, change, network, store.root, summary, memory);
       macChanges = summary.macChanges;
     } else if (macChanges) summary.macChanges = macChanges;
     // Only tc changed (or a MAC): put back what vcnet made, host side only; the VM is not needed (nor asked).

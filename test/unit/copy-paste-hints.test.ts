@@ -4,11 +4,15 @@
  */
 import { execFileSync } from 'node:child_process';
 import { expect, it } from 'vitest';
-import { unreadableFileHint } from '../../src/errors.js';
+import { interfaceFromJson } from '../../src/agent/kata-network-json.js';
+import { InvalidInputError, unreadableFileHint } from '../../src/errors.js';
 import { RecordedIdentityDamagedError } from '../../src/netns/namespace-identity.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../src/network/plan/plan-attach.js';
 import { stateDirectoryFlag } from '../../src/network/state/default-directories.js';
+import { resolveAddInterfaceRequest } from '../../src/sandbox/add-interface-request.js';
+import { macChangeNotice } from '../../src/sandbox/sandbox-watch.js';
 import { commandIn } from '../../src/shell-word.js';
+import { info, link } from './network/fixtures.js';
 
 const AWKWARD = "/tmp/s16qa/it's a pod";
 
@@ -73,6 +77,75 @@ it('runs a program other than ip in a namespace: ip netns exec for a pinned one,
   expect(wordsOf(commandIn(AWKWARD, 'sysctl'))).toEqual(['nsenter', `--net=${AWKWARD}`, 'sysctl']);
   // No namespace named: this one's, as the reader's own shell is.
   expect(commandIn(undefined, 'sysctl')).toBe('sysctl');
+});
+
+it("sets a changed pod link's MAC back in the pod's namespace, the link name one word", () => {
+  const commands = (namespacePath: string, link: string, stateDirectory = '/run/vcnet') =>
+    [
+      ...macChangeNotice({
+        id: 'm1',
+        link,
+        nic: 'eth0',
+        guestMac: '02:aa:00:00:00:01',
+        podMac: '02:aa:00:00:00:02',
+        namespacePath,
+        stateDirectory,
+      }).matchAll(/`([^`]*)`/g),
+    ].map((match) => match[1] ?? '');
+  expect(commands('/var/run/netns/pod1', 'eth0')[0]).toBe('ip -n pod1 link set eth0 address 02:aa:00:00:00:01');
+  // A link name the pod's owner picked, with a `;`: one word, not a second command run on the host.
+  const awkwardLink = 'e;touch x';
+  expect(wordsOf(commands('/proc/42/ns/net', awkwardLink)[0] ?? '')).toEqual([
+    'nsenter',
+    '--net=/proc/42/ns/net',
+    'ip',
+    'link',
+    'set',
+    awkwardLink,
+    'address',
+    '02:aa:00:00:00:01',
+  ]);
+  expect(wordsOf(commands(AWKWARD, 'eth0')[0] ?? '').slice(0, 2)).toEqual(['nsenter', `--net=${AWKWARD}`]);
+  // del-iface and add-iface reach the sandbox's state directory.
+  expect(wordsOf(commands('/var/run/netns/pod1', 'eth0', AWKWARD)[1] ?? '')).toEqual([
+    'vcnet',
+    'del-iface',
+    'm1',
+    '--state-dir',
+    AWKWARD,
+    'FILE',
+  ]);
+});
+
+it("gives add-iface's refused device its ip command in the pod's namespace, the name one word", () => {
+  const awkwardLink = 'e;id>x';
+  const pod = [
+    info({ link: link({ index: 2, name: 'eth0', address: '02:42:ac:11:00:02' }) }),
+    info({ link: link({ index: 7, name: awkwardLink, address: '02:42:ac:11:00:07', mtu: 1450 }) }),
+    // The MAC of eth0, an attached NIC's.
+    info({ link: link({ index: 8, name: 'f;id>x', address: '02:42:ac:11:00:02' }) }),
+  ];
+  const existing = [{ name: 'eth0', hardwareAddress: '02:42:ac:11:00:02', properties: { link: { name: 'eth0' } } }];
+  const hintOf = (json: object, namespacePath: string) => {
+    try {
+      resolveAddInterfaceRequest(interfaceFromJson(json), pod, existing, {
+        sandbox: { id: 'sb', stateDirectory: '/run/vcnet', namespacePath },
+      });
+    } catch (error) {
+      if (error instanceof InvalidInputError) return error.hint ?? '';
+      throw error;
+    }
+    throw new Error('expected a refusal');
+  };
+  const commandOf = (hint: string) => /`([^`]*)`/.exec(hint)?.[1] ?? '';
+  const sameMac = commandOf(hintOf({ name: 'f;id>x' }, '/var/run/netns/pod1'));
+  expect(sameMac).toBe(`ip -n pod1 link set 'f;id>x' address MAC`);
+  // An mtu above the link's.
+  const mtu = commandOf(hintOf({ name: awkwardLink, mtu: 1500 }, AWKWARD));
+  expect(wordsOf(mtu)).toEqual(['nsenter', `--net=${AWKWARD}`, 'ip', 'link', 'set', awkwardLink, 'mtu', '1500']);
+  // A tap vcnet would make has no pod link to change: the request's hwAddr is what to change.
+  const tap = hintOf({ name: 'eth5', type: 'tap', hwAddr: '02:42:ac:11:00:02' }, '/var/run/netns/pod1');
+  expect(tap).toBe('give eth5 another hwAddr and add it again; nothing was changed');
 });
 
 it('quotes the path in the ls command of an unreadable file', () => {

@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { makeNamespace } from '../../helpers/namespace.js';
@@ -233,7 +233,8 @@ describe('kata-network commands without a VM', () => {
     expect(refused.stderr).toMatch(
       /invalid interface\.mtu: 1451 \(accepted: at most 1450, the MTU of the pod link eth7/,
     );
-    expect(refused.stderr).toContain('ip link set eth7 mtu 1451');
+    // In the pod's namespace when pasted on the host (a bare `ip` would set the host's eth7).
+    expect(refused.stderr).toContain(`\`ip -n ${basename(pod.path)} link set eth7 mtu 1451\``);
     expect(fingerprint(pod)).toEqual(before);
     expect(readFileSync(join(stateDirectory(), 'kx', 'state.json'), 'utf8')).toBe(state);
     // The pod link's own MTU is fine, and so is any mtu for a tap vcnet makes (it takes the mtu).

@@ -8,7 +8,8 @@
  * and is dropped by the guest as not its own. watch used to say nothing; it now says what changed,
  * what the guest keeps and what to do, and says when the link has the guest's MAC again.
  */
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { basename } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
@@ -57,9 +58,11 @@ describe('vcnet watch: a tcfilter pod link whose MAC changes', () => {
     const { watching, applied } = await watchForTest(cleanup, 'm1', { stateDirectory: stateDir });
 
     pod.exec('ip', ['link', 'set', 'eth0', 'address', NEW_MAC]);
+    // Pasted on the host, the command must act in the pod's namespace (a bare `ip` would set the host's eth0).
+    const setBack = `ip -n ${basename(pod.path)} link set eth0 address ${guestMac}`;
     await until(() => notices.length > 0, 'the notice of the changed MAC');
     expect(said()).toEqual([
-      `sandbox m1: eth0's MAC changed to ${NEW_MAC}, but the VM's NIC eth0 keeps ${guestMac}, the MAC it was plugged with (a NIC's MAC is fixed once plugged): peers that learn it by ARP or neighbour discovery still reach the VM, as the guest answers with ${guestMac}; frames sent to ${NEW_MAC} (a static neighbour or bridge fdb entry, or a CNI result read since) reach the VM and are dropped by its NIC as not its own. Set eth0's MAC back (\`ip link set eth0 address ${guestMac}\` in ${pod.path}), or plug the NIC again with the new one: \`vcnet del-iface m1 FILE\` then \`vcnet add-iface m1 FILE\`, FILE being {"name": "eth0"}`,
+      `sandbox m1: eth0's MAC changed to ${NEW_MAC}, but the VM's NIC eth0 keeps ${guestMac}, the MAC it was plugged with (a NIC's MAC is fixed once plugged): peers that learn it by ARP or neighbour discovery still reach the VM, as the guest answers with ${guestMac}; frames sent to ${NEW_MAC} (a static neighbour or bridge fdb entry, or a CNI result read since) reach the VM and are dropped by its NIC as not its own. Set eth0's MAC back (\`${setBack}\`), or plug the NIC again with the new one: \`vcnet del-iface m1 --state-dir ${stateDir} FILE\` then \`vcnet add-iface m1 --state-dir ${stateDir} FILE\`, FILE being {"name": "eth0"}`,
     ]);
     expect(applied).toEqual([
       {
@@ -79,7 +82,8 @@ describe('vcnet watch: a tcfilter pod link whose MAC changes', () => {
     node.exec('ip', ['neigh', 'del', '10.200.0.2', 'dev', 'veth0']);
     expect(reaches(node)).toBe(true);
 
-    pod.exec('ip', ['link', 'set', 'eth0', 'address', guestMac]);
+    // The notice's own command, run as a user pasting it on the host would.
+    execFileSync('sh', ['-c', setBack]);
     await until(() => notices.length > 1, 'the notice of the MAC set back');
     expect(said()[1]).toBe(
       `sandbox m1: eth0 has the MAC of the VM's NIC eth0 again (${guestMac}): frames sent to it reach the VM`,
