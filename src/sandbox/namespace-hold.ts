@@ -22,7 +22,7 @@ import {
   VCNET_LINK_KINDS,
 } from '../network/plan/plan-attach.js';
 import { recordsOfNamespace } from '../network/state/owners.js';
-import { shellWord } from '../shell-word.js';
+import { ipCommandIn, shellWord } from '../shell-word.js';
 
 /**
  * A record names the namespace but no link of vcnet's group is in it (the `existing` model hands a
@@ -63,7 +63,7 @@ export class UnrecordedGroupLinkError extends VcnetError {
         value: link.name,
         hint: VCNET_LINK_KINDS.has(link.kind ?? '')
           ? `if the sandbox that made it is gone with its record, \`vcnet gc --netns ${shellWord(namespacePath)}\` deletes it (not while a process holds it open); if its record is in another state directory, name it with --state-dir`
-          : `vcnet never makes a ${kind}, and gc leaves it: someone moved it into vcnet's group; once you know who, put it back with \`ip link set dev ${shellWord(link.name)} group default\` inside the namespace`,
+          : `vcnet never makes a ${kind}, and gc leaves it: someone moved it into vcnet's group; once you know who, put it back with \`${ipCommandIn(namespacePath)} link set dev ${shellWord(link.name)} group default\``,
       },
     );
   }

@@ -16,7 +16,7 @@ import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
 import type { OpenedNamespace } from '../../netns/namespace-identity.js';
 import { processIds } from '../../netns/processes.js';
-import { shellWord } from '../../shell-word.js';
+import { ipCommandIn, shellWord } from '../../shell-word.js';
 import { testSeam } from '../../test-seams.js';
 import { chainZeroOwnTables, isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
 import { formatU32Handle } from '../plan/commands.js';
@@ -221,7 +221,7 @@ async function collectLocked(
       kind: 'link',
       namespacePath,
       name: link.name,
-      detail: `a ${link.kind ?? 'link of no kind'} (ifindex ${link.index}) in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)} that no record knows: vcnet never makes a ${link.kind ?? 'link of no kind'}, so gc leaves it (move it out of the group with \`ip link set dev ${link.name} group default\`, or find who put it there)`,
+      detail: `a ${link.kind ?? 'link of no kind'} (ifindex ${link.index}) in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)} that no record knows: vcnet never makes a ${link.kind ?? 'link of no kind'}, so gc leaves it (move it out of the group with \`${ipCommandIn(namespacePath)} link set dev ${shellWord(link.name)} group default\`, or find who put it there)`,
     });
   }
   const ours = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));

@@ -5,6 +5,7 @@
  * vcnet's only while it redirects to vcnet's link; gc deletes only kinds vcnet makes (taps, macvtaps,
  * ifbs), never a veth put into its group, nor a filter a live record claims.
  */
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { logRecords } from '../../helpers/node-snapshot.js';
@@ -83,6 +84,16 @@ describe('detach and gc against a tenant inside the pod', () => {
     expect(refused.stderr).toMatch(/veth\) in vcnet's link group 0x7663, but no vcnet record knows it/);
     expect(refused.stderr).toContain('hint: vcnet never makes a veth, and gc leaves it');
     expect(refused.stderr).not.toContain('vcnet makes eth0 itself');
+
+    // The command both hints quote acts in the pod's namespace wherever it is pasted: run in a
+    // throwaway namespace standing in for the host's (so a bare command touches nothing real), it
+    // moves the pod's eth0 out of vcnet's group.
+    const quoted = (text: string) => /`([^`]*group default)`/.exec(text)?.[1];
+    const command = quoted(refused.stderr);
+    expect(command).toBeDefined();
+    expect(quoted(planned.leftAlone[0]!.detail)).toBe(command);
+    execFileSync('unshare', ['--net', 'sh', '-c', command!], { stdio: 'pipe' });
+    expect(pod.exec('ip', ['-d', '-o', 'link', 'show', 'dev', 'eth0'])).not.toMatch(/group 30307|group 0x7663/);
   });
 
   it('deletes its renamed tap by ifindex, and leaves a look-alike made under its name', () => {
