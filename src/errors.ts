@@ -712,7 +712,7 @@ export class RollbackIncompleteError extends VcnetError {
    * that finishes what is left there (`vcnet detach` would find no sandbox, or take a live one down).
    * What to do about the cause stays.
    */
-  retold(what: string, hint: string): RollbackIncompleteError {
+  retold(what: string, hint: string, causeHint = this.causeHint): RollbackIncompleteError {
     return new RollbackIncompleteError(
       what,
       this.cause as Error,
@@ -722,23 +722,13 @@ export class RollbackIncompleteError extends VcnetError {
       hint,
       this.undone,
       this.notChecked,
-      this.causeHint,
+      causeHint,
     );
   }
 
   /** The same failure, with what to do about its cause said by one who knows better (an endpoint's type). */
   withCauseHint(causeHint: string): RollbackIncompleteError {
-    return new RollbackIncompleteError(
-      this.operation,
-      this.cause as Error,
-      this.failures,
-      this.value as string[],
-      this.left,
-      this.leftHint,
-      this.undone,
-      this.notChecked,
-      causeHint,
-    );
+    return this.retold(this.operation, this.leftHint, causeHint);
   }
 }
 
