@@ -166,9 +166,10 @@ function whereaboutsOf(
   record: RecordedNamespace,
   { live, nowLive, holders }: Pick<GoneRecordsContext, 'live' | 'nowLive' | 'holders'>,
 ): Whereabouts {
-  const seenAt = pathHolds(record.namespacePath, record.key)
-    ? record.namespacePath
-    : (live.get(record.key) ?? nowLive.get(record.key));
+  // The maps' path first: when it is the recorded one, the answer is that path with no stat.
+  const mapped = live.get(record.key) ?? nowLive.get(record.key);
+  const seenAt =
+    mapped === record.namespacePath || pathHolds(record.namespacePath, record.key) ? record.namespacePath : mapped;
   if (seenAt !== undefined) return { at: 'held', path: seenAt };
   // A thread alone in the namespace keeps it too: every process's threads, mounts and fds are read
   // only when there is a record to drop.
