@@ -362,6 +362,15 @@ export class Network {
     return repairTrafficControl(this.handle, endpoint, this.config.rateLimit);
   }
 
+  /**
+   * The path the namespace was reached at: the recorded one, or, where that is gone or names another
+   * namespace now, the holder's Network.load was given (/proc/PID/ns/net). What a command quoted for
+   * pasting on the host names: the recorded path would act in whatever namespace is mounted there.
+   */
+  get reachedAt(): string {
+    return this.handle.namespacePath ?? this.config.namespacePath;
+  }
+
   /** One link of the namespace as it is now (e.g. a tap or the pod link after attach); LinkNotFoundError when gone. */
   link(index: number): Promise<Link> {
     return this.handle.linkByIndex(index);

@@ -232,6 +232,7 @@ export function macChangeNotice(change: {
   nic: string;
   guestMac: string;
   podMac: string;
+  /** Where the pod namespace was reached (Network.reachedAt): what the quoted ip command names. */
   namespacePath: string;
   stateDirectory: string;
 }): string {
@@ -278,7 +279,9 @@ function checkGuestMacs(
       nic: endpoint.name,
       guestMac,
       podMac,
-      namespacePath: network.config.namespacePath,
+      // Where this change was seen: the recorded path may name another namespace by now (the pod
+      // re-created while its VM runs), and a command quoting it would set that one's link.
+      namespacePath: network.reachedAt,
       stateDirectory,
     });
     summary.macChanges = [...(summary.macChanges ?? []), { endpoint: endpoint.name, link, guestMac, podMac, message }];

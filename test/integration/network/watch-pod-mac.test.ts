@@ -8,16 +8,20 @@
  * and is dropped by the guest as not its own. watch used to say nothing; it now says what changed,
  * what the guest keeps and what to do, and says when the link has the guest's MAC again.
  */
-import { type ChildProcess, execFileSync } from 'node:child_process';
-import { basename } from 'node:path';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createNamespace, deleteNamespace } from '../../../src/netns/namespace.js';
+import { setWatchVmPollTestHook } from '../../../src/sandbox/sandbox-watch.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
 import { vcnet } from '../../helpers/cli.js';
-import { makeNamespace } from '../../helpers/namespace.js';
+import { makeNamespace, namespaceView } from '../../helpers/namespace.js';
+import { forgetNamespaceOwner, NAMESPACE_PREFIX, recordNamespaceOwner } from '../../helpers/owner-process.js';
 import { fingerprint, linkMac, makePod } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
 import { relayTapToGuest } from '../../helpers/vm-stand-in.js';
 import { collectNotices, watchForTest } from '../../helpers/watch.js';
+import { startFakeQmpServer } from '../../unit/hypervisor/fake-qmp-server.js';
 
 const cleanup = cleanupAfterEach();
 const NEW_MAC = '02:aa:00:00:00:02';
@@ -95,5 +99,71 @@ describe('vcnet watch: a tcfilter pod link whose MAC changes', () => {
     relay.kill('SIGKILL');
     expect(vcnet(['detach', '--sandbox', 'm1', '--state-dir', stateDir]).status).toBe(0);
     expect(fingerprint(pod)).toEqual(before);
+  }, 60_000);
+
+  // The pod deleted and a namespace of the same name made (a pod re-created), the VM still running:
+  // the watch goes on through the namespace it holds. The command it quotes must act there, where
+  // the watch saw the MAC change, never on the eth0 of the namespace now at the recorded path.
+  it('quotes a command that acts in the watched namespace once its path names another', async () => {
+    const stateDir = cleanup.directory('vcnet-watch-pod-mac-');
+    const { pod } = makePod();
+    pod.exec('ip', ['neigh', 'flush', 'dev', 'eth0', 'nud', 'permanent']);
+    const guestMac = linkMac(pod);
+    const qmp = await startFakeQmpServer();
+    cleanup.defer(() => qmp.close());
+    const agent = join(stateDir, 'agent.sock');
+    const attach = vcnet([
+      'attach',
+      '--sandbox',
+      'm2',
+      '--netns',
+      pod.path,
+      '--state-dir',
+      stateDir,
+      '--qmp',
+      qmp.socketPath,
+      '--agent',
+      agent,
+    ]);
+    expect(attach.status, attach.stderr).toBe(0);
+    cleanup.defer(() => vcnet(['detach', '--sandbox', 'm2', '--state-dir', stateDir]));
+    // What keeps the pod's namespace once its name goes, and the way in for the test.
+    const holder = spawn('ip', ['netns', 'exec', pod.name, 'sh', '-c', 'echo ready; exec sleep 600'], {
+      stdio: 'pipe',
+    });
+    cleanup.defer(() => holder.kill('SIGKILL'));
+    await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
+    const inHeld = (args: string[]) =>
+      execFileSync('nsenter', [`--net=/proc/${holder.pid}/ns/net`, 'ip', ...args], { encoding: 'utf8' });
+    const heldMac = () =>
+      (JSON.parse(inHeld(['-j', 'link', 'show', 'eth0'])) as Array<{ address: string }>)[0]!.address;
+
+    setWatchVmPollTestHook(() => 50);
+    cleanup.defer(() => setWatchVmPollTestHook(undefined));
+    const notices = collectNotices(cleanup, 'watch');
+    await watchForTest(cleanup, 'm2', { stateDirectory: stateDir });
+    pod.delete();
+    recordNamespaceOwner(NAMESPACE_PREFIX, pod.name);
+    const replacement = namespaceView(pod.name, createNamespace(pod.name));
+    cleanup.defer(() => {
+      deleteNamespace(replacement.path);
+      forgetNamespaceOwner(NAMESPACE_PREFIX, pod.name);
+    });
+    replacement.exec('ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0-peer']);
+    const replacementMac = linkMac(replacement);
+    await until(
+      () => notices.some((notice) => notice.message.includes('names another namespace now')),
+      'the watch to see the path taken',
+    );
+
+    inHeld(['link', 'set', 'eth0', 'address', NEW_MAC]);
+    await until(() => notices.some((notice) => notice.message.includes('MAC changed')), 'the MAC notice');
+    const notice = notices.find((entry) => entry.message.includes('MAC changed'))!.message;
+    const setBack = /Set eth0's MAC back \(`([^`]+)`\)/.exec(notice)?.[1];
+    expect(setBack, notice).toBeDefined();
+    const pasted = spawnSync('sh', ['-c', setBack!], { encoding: 'utf8' });
+    expect(pasted.status, `${setBack}: ${pasted.stderr}`).toBe(0);
+    expect(linkMac(replacement)).toBe(replacementMac);
+    expect(heldMac()).toBe(guestMac);
   }, 60_000);
 });
