@@ -36,6 +36,11 @@ export interface AddInterfaceSandbox {
   stateDirectory: string;
   namespacePath: string;
   /**
+   * Where the namespace was reached (Network.reachedAt), when not at namespacePath: the holder's path
+   * once the recorded one is gone or names another namespace. What the hints' ip commands name.
+   */
+  reachedAt?: string;
+  /**
    * The sandbox's endpoints plugged by an add-iface (or a `vcnet watch`, `by`) that waits (or waited)
    * for the guest without the lock, and whether that command still runs.
    */
@@ -155,7 +160,7 @@ export function resolveAddInterfaceRequest(
   let typeOverridden: string | undefined;
   // A hint's ip command, pasted on the host, must act in the pod's namespace (a bare `ip` would change
   // a host link of that name); the device name, which the pod's owner picks, is one quoted word.
-  const podNamespace = options.sandbox?.namespacePath;
+  const podNamespace = options.sandbox?.reachedAt ?? options.sandbox?.namespacePath;
   const podIpCommand = (args: string): string =>
     podNamespace === undefined ? `\`ip ${args}\` in the pod namespace` : `\`${ipCommandIn(podNamespace)} ${args}\``;
   if (message.device) checkLinkName('interface.device', message.device);

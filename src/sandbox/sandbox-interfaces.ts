@@ -777,6 +777,7 @@ export async function addInterface(
           id,
           stateDirectory: store.root,
           namespacePath: network.config.namespacePath,
+          reachedAt: network.reachedAt,
           guestPending: (state.guestPending ?? []).map((entry) => {
             const verdict = guestPendingVerdict(entry);
             const guessed = guessedWords(entry, verdict);

@@ -286,6 +286,34 @@ describe('a recorded namespace', () => {
     expect(replacementPromote()).toBe(replacementPromoteBefore);
   });
 
+  // add-iface reaches the recorded namespace through its holder too: the ip command its refusal
+  // quotes must act there, not on a link of that name in the namespace now at the recorded path.
+  it('whose path now names another namespace: the command add-iface refusal quotes acts in the recorded one', async () => {
+    const { stateDir, holder, replacement } = await attachedThenPathReused('sb4', {
+      between: (pod) => {
+        pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+        pod.exec('ip', ['link', 'set', 'eth7', 'up']);
+        pod.exec('ip', ['addr', 'add', '10.207.0.2/24', 'dev', 'eth7']);
+      },
+    });
+    const recorded = namespaceOf(holder.pid!);
+    // The replacement has an eth7 of its own, whose MTU the command must leave alone.
+    replacement.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+    const replacementBefore = fingerprint(replacement);
+    const request = join(work, 'eth7.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth7', mtu: 1600 }));
+    const refused = vcnet(['add-iface', 'sb4', request, '--state-dir', stateDir]);
+    expect(refused.status, refused.stderr).not.toBe(0);
+    const command = /`([^`]+ link set eth7 mtu 1600)`/.exec(refused.stderr)?.[1];
+    expect(command, refused.stderr).toBeDefined();
+    const pasted = spawnSync('sh', ['-c', command!], { encoding: 'utf8' });
+    expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
+    const mtu = (namespace: ReturnType<typeof makeNamespace>) =>
+      namespace.ipJson<Array<{ mtu: number }>>('link', 'show', 'eth7')[0]!.mtu;
+    expect(mtu(recorded)).toBe(1600);
+    expect(fingerprint(replacement)).toEqual(replacementBefore);
+  });
+
   it('whose path now names another namespace is refused by watch; gone, and dropped, once nothing holds it', async () => {
     const { pod, stateDir, statePath, record, holder, replacement, before } = await attachedThenPathReused('sb2');
     // watch checks the identity before it watches anything (it would otherwise plumb the new one).
