@@ -44,7 +44,7 @@ import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
-import type { UndoReport } from './plan/undo.js';
+import type { UndoOf, UndoReport } from './plan/undo.js';
 import { describeRecords, planUndo, undoRecords } from './plan/undo.js';
 import {
   interfacesOf,
@@ -526,6 +526,16 @@ export class Network {
     hotplug?: HotplugTarget,
     options: { requireUnplug?: boolean } = {},
   ): Promise<UndoReport> {
+    return this.undoEndpoints(endpoints, hotplug, options.requireUnplug ?? false, 'detach');
+  }
+
+  /** removeEndpoints, for a detach or for the rollback of a failed attach (whose notices say so). */
+  private undoEndpoints(
+    endpoints: readonly Endpoint[],
+    hotplug: HotplugTarget | undefined,
+    requireUnplug: boolean,
+    undoOf: UndoOf,
+  ): Promise<UndoReport> {
     return traced(
       tracing.detach,
       () => ({
@@ -533,7 +543,7 @@ export class Network {
         namespacePath: this.config.namespacePath,
         endpoints: endpoints.map((endpoint) => endpoint.name),
       }),
-      () => this.removeEndpointsTraced(endpoints, hotplug, options.requireUnplug ?? false),
+      () => this.removeEndpointsTraced(endpoints, hotplug, requireUnplug, undoOf),
     );
   }
 
@@ -547,7 +557,7 @@ export class Network {
     hotplug?: HotplugTarget,
   ): Promise<{ failures: string[]; left: PlumbingStep[]; notChecked: PlumbingStep[] }> {
     try {
-      const report = await this.removeEndpoints(endpoints, hotplug);
+      const report = await this.undoEndpoints(endpoints, hotplug, false, 'rollback');
       return {
         failures: report.failures.map((failure) => failure.message),
         left: report.left,
@@ -570,6 +580,7 @@ export class Network {
     endpoints: readonly Endpoint[],
     hotplug: HotplugTarget | undefined,
     requireUnplug: boolean,
+    undoOf: UndoOf,
   ): Promise<UndoReport> {
     const stillPlugged: NonNullable<UndoReport['stillPlugged']> = [];
     if (hotplug) {
@@ -591,7 +602,7 @@ export class Network {
     const record = networkRecord(this);
     if (record !== undefined) closeRecordQueueFds(record, removable);
     const report: UndoReport = {
-      ...(await undoRecords(this.handle, steps, undefined, completedRecords(removable))),
+      ...(await undoRecords(this.handle, steps, undefined, completedRecords(removable), undoOf)),
       ...(stillPlugged.length > 0 ? { stillPlugged } : {}),
     };
     // What went is forgotten; what the kernel refused stays recorded on its endpoint.

@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { setNetlinkRepliesTestHook } from '../../../src/netlink/transport.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
@@ -60,6 +61,18 @@ async function attachFailure(
     )) as Error & { code?: string; left?: unknown[] };
   } finally {
     setApplyTestHook(undefined);
+  }
+}
+
+/** What `work` did, with the notices published on vcnet:notice meanwhile. */
+async function withNotices<Result>(work: () => Promise<Result>): Promise<{ result: Result; notices: NoticeEvent[] }> {
+  const notices: NoticeEvent[] = [];
+  const listener = (message: unknown) => notices.push(message as NoticeEvent);
+  channels.notice.subscribe(listener);
+  try {
+    return { result: await work(), notices };
+  } finally {
+    channels.notice.unsubscribe(listener);
   }
 }
 
@@ -448,19 +461,29 @@ describe("a rollback beside another tool's filter put into vcnet's own ingress q
     const { pod } = makePod();
     const before = fingerprint(pod);
     let previous: PlanStep | undefined;
-    const error = await attachFailure('handover', config(pod, 'tcfilter'), (step) => {
-      const last = previous;
-      previous = step;
-      if (last?.change.op !== 'add-qdisc' || last.change.link.name !== 'eth0') return;
-      pod.exec('tc', otherFilter('eth0'));
-      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
-    });
+    const { result: error, notices } = await withNotices(() =>
+      attachFailure('handover', config(pod, 'tcfilter'), (step) => {
+        const last = previous;
+        previous = step;
+        if (last?.change.op !== 'add-qdisc' || last.change.link.name !== 'eth0') return;
+        pod.exec('tc', otherFilter('eth0'));
+        throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
+      }),
+    );
     expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
     expect(error.message).toContain('injected fault');
     expect(error.message).not.toContain('(everything it had made was removed)');
     expect(error.message).toContain(
       "everything it had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100)",
     );
+    // The notice of the kept qdisc is the attach's, told as its rollback: no detach was run.
+    expect(notices).toContainEqual({
+      operation: 'attach',
+      endpoint: 'eth0',
+      message:
+        "rolling back the failed attach: kept the ingress qdisc on eth0: it holds another tool's filter (prio 100); only vcnet's own filters in it were deleted",
+    });
+    expect(notices.map((notice) => notice.operation)).not.toContain('detach');
     await expectHandedOver(pod, 'eth0', 'handover', before);
   });
 
