@@ -176,6 +176,8 @@ export async function rollBackAttach(
       undefined,
       undefined,
       describeRecords(report.notChecked ?? []),
+      undefined,
+      (report.keptRecords ?? []).map(describeHandedOver),
     );
   }
   throw error;
