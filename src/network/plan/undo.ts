@@ -40,7 +40,12 @@ import type { Change, PlumbingStep } from './types.js';
 export interface UndoReport {
   undone: number;
   alreadyGone: number;
-  /** Records of what detach left because someone else uses it too (an ingress qdisc holding another tool's filter). */
+  /**
+   * How many records the undo left because someone else uses them too (an ingress qdisc holding
+   * another tool's filter): always `keptRecords.length` (0 in a report without records, which has
+   * no `keptRecords`). Kept as a field, not derived: it is the count `vcnet detach --json` and the
+   * detach log line give beside the list, and part of the library's UndoReport.
+   */
   kept: number;
   /** The kernel's refusals (NetlinkError, with its errno), or why a step could not be sent. */
   failures: Error[];
