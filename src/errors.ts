@@ -690,10 +690,15 @@ export class RollbackIncompleteError extends VcnetError {
      */
     readonly notChecked: readonly string[] = [],
     causeHint: string | undefined = causeHintOf(cause),
+    /**
+     * What the undo left in place on purpose, each with why ("the ingress qdisc on eth0, which stays: it
+     * holds …"): another tool's from then on, in no record (not `left`: neither detach nor gc takes it).
+     */
+    readonly handedOver: readonly string[] = [],
   ) {
     super(
       'VCNET_ROLLBACK_INCOMPLETE',
-      `${what} failed: ${cause.message}; undoing ${undone} failed too (${failures.join('; ')}): ${leftAndNotChecked(leftObjects, notChecked)}`,
+      `${what} failed: ${cause.message}; undoing ${undone} failed too (${failures.join('; ')}): ${leftAndNotChecked(leftObjects, notChecked)}${handedOverSaid(handedOver)}`,
       { value: leftObjects, hint: causeHint === undefined ? hint : `${hint}; the cause: ${causeHint}`, cause },
     );
     this.left = left;
@@ -704,7 +709,11 @@ export class RollbackIncompleteError extends VcnetError {
   }
 
   override toJSON(): Record<string, unknown> {
-    return { ...super.toJSON(), ...(this.notChecked.length > 0 ? { notChecked: this.notChecked } : {}) };
+    return {
+      ...super.toJSON(),
+      ...(this.notChecked.length > 0 ? { notChecked: this.notChecked } : {}),
+      ...(this.handedOver.length > 0 ? { handedOver: this.handedOver } : {}),
+    };
   }
 
   /**
@@ -723,6 +732,7 @@ export class RollbackIncompleteError extends VcnetError {
       this.undone,
       this.notChecked,
       causeHint,
+      this.handedOver,
     );
   }
 
@@ -751,6 +761,15 @@ function leftAndNotChecked(leftObjects: readonly string[], notChecked: readonly 
       : []),
   ];
   return parts.join('; ');
+}
+
+/**
+ * What an undo handed over, apart from what it left: another tool's now, so no record keeps it for
+ * detach or gc, which the user must know as well as what is left.
+ */
+function handedOverSaid(handedOver: readonly string[]): string {
+  if (handedOver.length === 0) return '';
+  return `; handed over, not left: ${handedOver.join(', and ')} (vcnet's own filters in ${handedOver.length > 1 ? 'them' : 'it'} were deleted and no record keeps ${handedOver.length > 1 ? 'them' : 'it'}, as ${handedOver.length > 1 ? 'they are' : 'it is'} that tool's now: neither detach nor gc will delete ${handedOver.length > 1 ? 'them' : 'it'})`;
 }
 
 /** What finishes an incomplete detach (DetachIncompleteError's hint). */

@@ -38,14 +38,14 @@ import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
 import { routesNotForGuest, routesNotForGuestNotice } from './guest.js';
 import { freeDeviceIndex } from './interface-pair.js';
 import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
-import { isUnfinished, type PlumbingContext } from './model/plumbing-context.js';
+import { AttachError, isUnfinished, type PlumbingContext } from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
-import type { UndoReport } from './plan/undo.js';
-import { describeRecords, planUndo, undoRecords } from './plan/undo.js';
+import type { UndoOf, UndoReport } from './plan/undo.js';
+import { describeHandedOver, describeRecords, planUndo, undoRecords } from './plan/undo.js';
 import {
   interfacesOf,
   physicalLinksOf,
@@ -297,19 +297,23 @@ export class Network {
       }
       // The endpoints this call attached before the failing one go too; if the kernel refuses any of
       // that, the error says what is left (and the record keeps it), never "everything was removed".
-      const { failures, left, notChecked } = await this.undoAttached(added, options.hotplug);
+      const { failures, left, notChecked, handedOver } = await this.undoAttached(added, options.hotplug);
       try {
         options.journal?.(this);
       } catch (journalError) {
         if (left.length > 0)
           failures.push(`the record of what is left was not updated: ${(journalError as Error).message}`);
       }
-      if (left.length > 0) {
+      // The cause speaks of the failing endpoint only: say which earlier endpoints the undo was of.
+      const earlier = added.map((endpoint) => endpoint.properties.link.name).join(', ');
+      const attachedBefore = `the endpoint${added.length > 1 ? 's' : ''} attached before it (${earlier})`;
+      // What the failing endpoint's own rollback handed over is said with what the earlier ones' did.
+      const handedOverBefore =
+        error instanceof RollbackIncompleteError || error instanceof AttachError ? error.handedOver : [];
+      if (left.length > 0 || (error instanceof RollbackIncompleteError && handedOver.length > 0)) {
         const cause = error instanceof RollbackIncompleteError ? (error.cause as Error) : (error as Error);
         const leftBefore = error instanceof RollbackIncompleteError ? (error.left as PlumbingStep[]) : [];
-        // The cause speaks of the failing endpoint only: say which earlier endpoints the undo was of.
-        const earlier = added.map((endpoint) => endpoint.properties.link.name).join(', ');
-        const undone = `${leftBefore.length > 0 ? 'it and ' : ''}the endpoint${added.length > 1 ? 's' : ''} attached before it (${earlier})`;
+        const undone = `${leftBefore.length > 0 ? 'it and ' : ''}${attachedBefore}`;
         throw new RollbackIncompleteError(
           'attach',
           cause,
@@ -324,8 +328,11 @@ export class Network {
           [...(error instanceof RollbackIncompleteError ? error.notChecked : []), ...describeRecords(notChecked)],
           // What to do about the failing endpoint's refusal, as it said it (its own type's remedy).
           error instanceof RollbackIncompleteError ? error.causeHint : hintFromCause(cause),
+          [...handedOverBefore, ...handedOver],
         );
       }
+      // Everything went but what the earlier endpoints' undo handed over: the error says that stays too.
+      if (handedOver.length > 0 && error instanceof AttachError) throw error.withHandedOver(attachedBefore, handedOver);
       throw error;
     }
     noticeRoutesNotForGuest(snapshot, added, options.hotplug !== undefined);
@@ -535,6 +542,16 @@ export class Network {
     hotplug?: HotplugTarget,
     options: { requireUnplug?: boolean } = {},
   ): Promise<UndoReport> {
+    return this.undoEndpoints(endpoints, hotplug, options.requireUnplug ?? false, 'detach');
+  }
+
+  /** removeEndpoints, for a detach or for the rollback of a failed attach (whose notices say so). */
+  private undoEndpoints(
+    endpoints: readonly Endpoint[],
+    hotplug: HotplugTarget | undefined,
+    requireUnplug: boolean,
+    undoOf: UndoOf,
+  ): Promise<UndoReport> {
     return traced(
       tracing.detach,
       () => ({
@@ -542,7 +559,7 @@ export class Network {
         namespacePath: this.config.namespacePath,
         endpoints: endpoints.map((endpoint) => endpoint.name),
       }),
-      () => this.removeEndpointsTraced(endpoints, hotplug, options.requireUnplug ?? false),
+      () => this.removeEndpointsTraced(endpoints, hotplug, requireUnplug, undoOf),
     );
   }
 
@@ -554,18 +571,20 @@ export class Network {
   async undoAttached(
     endpoints: readonly Endpoint[],
     hotplug?: HotplugTarget,
-  ): Promise<{ failures: string[]; left: PlumbingStep[]; notChecked: PlumbingStep[] }> {
+  ): Promise<{ failures: string[]; left: PlumbingStep[]; notChecked: PlumbingStep[]; handedOver: string[] }> {
     try {
-      const report = await this.removeEndpoints(endpoints, hotplug);
+      const report = await this.undoEndpoints(endpoints, hotplug, false, 'rollback');
       return {
         failures: report.failures.map((failure) => failure.message),
         left: report.left,
         notChecked: report.notChecked ?? [],
+        // Kept for another tool, in no record: the caller's error must say it stays.
+        handedOver: (report.keptRecords ?? []).map(describeHandedOver),
       };
     } catch (undoError) {
       // The undo could not start: nothing of it was seen, all of it is kept and not checked.
       const left = endpoints.filter((endpoint) => this.list.includes(endpoint)).flatMap((endpoint) => endpoint.records);
-      return { failures: [(undoError as Error).message], left, notChecked: left };
+      return { failures: [(undoError as Error).message], left, notChecked: left, handedOver: [] };
     }
   }
 
@@ -579,6 +598,7 @@ export class Network {
     endpoints: readonly Endpoint[],
     hotplug: HotplugTarget | undefined,
     requireUnplug: boolean,
+    undoOf: UndoOf,
   ): Promise<UndoReport> {
     const stillPlugged: NonNullable<UndoReport['stillPlugged']> = [];
     if (hotplug) {
@@ -600,7 +620,7 @@ export class Network {
     const record = networkRecord(this);
     if (record !== undefined) closeRecordQueueFds(record, removable);
     const report: UndoReport = {
-      ...(await undoRecords(this.handle, steps, undefined, completedRecords(removable))),
+      ...(await undoRecords(this.handle, steps, undefined, completedRecords(removable), undoOf)),
       ...(stillPlugged.length > 0 ? { stillPlugged } : {}),
     };
     // What went is forgotten; what the kernel refused stays recorded on its endpoint.

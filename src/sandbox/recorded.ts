@@ -250,6 +250,13 @@ export function replacingTakenName(
 ): unknown {
   if (error instanceof LinkNameTakenError) return replace(error);
   if (error instanceof AttachError && error.cause instanceof LinkNameTakenError)
-    return new AttachError(String(error.value), replace(error.cause), error.rolledBack, undefined, error.handedOver);
+    return new AttachError(
+      String(error.value),
+      replace(error.cause),
+      error.rolledBack,
+      undefined,
+      error.handedOver,
+      error.alsoUndone,
+    );
   return error;
 }

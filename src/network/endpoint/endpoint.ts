@@ -16,7 +16,7 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import { describeHandedOver, describeRecords, type UndoReport, undoRecords } from '../plan/undo.js';
+import { describeHandedOver, describeRecords, type UndoOf, type UndoReport, undoRecords } from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 import { noteQueueFds } from './held-queue-fds.js';
 
@@ -238,13 +238,18 @@ export abstract class Endpoint {
   }
 
   /** Undoes exactly what attach made. Safe to call twice, and after a crash (from loaded state). */
-  async detach(handle: NetlinkHandle): Promise<UndoReport> {
+  detach(handle: NetlinkHandle): Promise<UndoReport> {
+    return this.undo(handle, 'detach');
+  }
+
+  /** detach, or the rollback of an attach that failed (a NIC the VM did not take), whose notices say so. */
+  private async undo(handle: NetlinkHandle, undoOf: UndoOf): Promise<UndoReport> {
     const plumbing = this.plumbing;
     if (!plumbing) return { undone: 0, alreadyGone: 0, kept: 0, failures: [], left: [] };
     this.closeFds();
     // A completed attach's records say what it left; a pending one's may have stopped part-way.
     const completed = isUnfinished(plumbing) ? undefined : new Set(plumbing.steps);
-    const report = await undoRecords(handle, plumbing.steps, undefined, completed);
+    const report = await undoRecords(handle, plumbing.steps, undefined, completed, undoOf);
     this.keepLeft(report.left);
     return report;
   }
@@ -308,7 +313,7 @@ export abstract class Endpoint {
     let failures: string[];
     let left: PlumbingStep[];
     try {
-      const report = await this.detach(handle);
+      const report = await this.undo(handle, 'rollback');
       failures = report.failures.map((failure) => failure.message);
       left = report.left.filter((record) => records.includes(record));
     } catch (undoError) {

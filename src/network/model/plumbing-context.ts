@@ -99,10 +99,15 @@ export class AttachError extends VcnetError {
      * (describeHandedOver: "the ingress qdisc on eth0, which stays: it holds …"). In no record.
      */
     readonly handedOver: readonly string[] = [],
+    /**
+     * What else the rollback undid, when something of it was handed over ("the endpoint attached
+     * before it (eth0)", Network.addEndpoints): the message says whose `handedOver` is.
+     */
+    readonly alsoUndone?: string,
   ) {
     super(
       'VCNET_ATTACH_FAILED',
-      `attaching ${endpoint} failed: ${cause.message}${rolledBack ? ` (${rolledBackSaid(handedOver)})` : ''}`,
+      `attaching ${endpoint} failed: ${cause.message}${rolledBack ? ` (${rolledBackSaid(handedOver, alsoUndone)})` : ''}`,
       {
         value: endpoint,
         hint:
@@ -114,13 +119,34 @@ export class AttachError extends VcnetError {
         cause,
       },
     );
+    this.givenHint = hint;
+  }
+
+  /** The hint the caller gave (not the one worked out from the cause), for withHandedOver. */
+  private readonly givenHint: string | undefined;
+
+  /**
+   * The same failure, after the undo of `undone` (the endpoints the same attach made before this one)
+   * handed `handedOver` over too: the message names all of it that stays.
+   */
+  withHandedOver(undone: string, handedOver: readonly string[]): AttachError {
+    return new AttachError(
+      String(this.value),
+      this.cause as Error,
+      this.rolledBack,
+      this.givenHint,
+      [...this.handedOver, ...handedOver],
+      this.alsoUndone === undefined ? undone : `${this.alsoUndone}, ${undone}`,
+    );
   }
 }
 
 /** What a rollback that went as far as it may did: all of it, or all but what another tool holds now. */
-function rolledBackSaid(handedOver: readonly string[]): string {
+function rolledBackSaid(handedOver: readonly string[], alsoUndone: string | undefined): string {
   if (handedOver.length === 0) return 'everything it had made was removed';
-  return `everything it had made was removed but ${handedOver.join(', and ')}; vcnet's own filters in it were deleted and no record keeps it, as it is that tool's now: neither detach nor gc will delete it`;
+  const whose = alsoUndone === undefined ? 'it' : `it and ${alsoUndone}`;
+  const them = handedOver.length > 1 ? 'them' : 'it';
+  return `everything ${whose} had made was removed but ${handedOver.join(', and ')}; vcnet's own filters in ${them} were deleted and no record keeps ${them}, as ${handedOver.length > 1 ? 'they are' : 'it is'} that tool's now: neither detach nor gc will delete ${them}`;
 }
 
 /** The scan a plan needs: the context's, or (library callers that pass only qdiscs) a fresh one. */

@@ -40,7 +40,12 @@ import type { Change, PlumbingStep } from './types.js';
 export interface UndoReport {
   undone: number;
   alreadyGone: number;
-  /** Records of what detach left because someone else uses it too (an ingress qdisc holding another tool's filter). */
+  /**
+   * How many records the undo left because someone else uses them too (an ingress qdisc holding
+   * another tool's filter): always `keptRecords.length` (0 in a report without records, which has
+   * no `keptRecords`). Kept as a field, not derived: it is the count `vcnet detach --json` and the
+   * detach log line give beside the list, and part of the library's UndoReport.
+   */
   kept: number;
   /** The kernel's refusals (NetlinkError, with its errno), or why a step could not be sent. */
   failures: Error[];
@@ -125,7 +130,7 @@ export async function rollBackAttach(
     keptRecords?: KeptRecord[];
   };
   try {
-    report = await undoRecords(handle, records);
+    report = await undoRecords(handle, records, undefined, undefined, 'rollback');
   } catch (undoError) {
     // The undo could not even start (its dump of the links was refused, say): nothing it was meant
     // to remove is known to be gone, so all of it is left, and said so: not checked.
@@ -176,6 +181,8 @@ export async function rollBackAttach(
       undefined,
       undefined,
       describeRecords(report.notChecked ?? []),
+      undefined,
+      (report.keptRecords ?? []).map(describeHandedOver),
     );
   }
   throw error;
@@ -310,7 +317,11 @@ function keptNotice(kept: KeptRecord): DetachNotice {
  * answered, not thrown: undo goes on past a step the kernel refuses, and each refusal keeps the
  * records its step settles in `left`; so does a change whose answer was lost (`unanswered`).
  */
-async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoReport & { unanswered: DetachStep[] }> {
+async function undoPlan(
+  handle: NetlinkHandle,
+  plan: DetachPlan,
+  undoOf: UndoOf,
+): Promise<UndoReport & { unanswered: DetachStep[] }> {
   const report: UndoReport & { unanswered: DetachStep[] } = {
     undone: 0,
     alreadyGone: plan.alreadyGone.length,
@@ -353,7 +364,7 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
     }
   });
   report.left = [...left];
-  if (placesTaken.length > 0) await noticeRoutesTakenMeanwhile(handle, placesTaken);
+  if (placesTaken.length > 0) await noticeRoutesTakenMeanwhile(handle, placesTaken, undoOf);
   return report;
 }
 
@@ -367,6 +378,7 @@ async function undoPlan(handle: NetlinkHandle, plan: DetachPlan): Promise<UndoRe
 async function settleUnanswered(
   handle: NetlinkHandle,
   report: UndoReport & { unanswered: DetachStep[] },
+  undoOf: UndoOf,
   completed?: ReadonlySet<PlumbingStep>,
 ): Promise<UndoReport> {
   const { unanswered, ...settled } = report;
@@ -376,7 +388,7 @@ async function settleUnanswered(
   let again: UndoReport & { unanswered: DetachStep[] };
   try {
     plan = await planUndo(handle, uncertain, undefined, completed);
-    again = await undoPlan(handle, plan);
+    again = await undoPlan(handle, plan, undoOf);
   } catch (lookError) {
     // The records stay left, not checked, each failure saying its answer was lost; and why the look failed.
     if (lookError instanceof NetlinkError) settled.failures.push(lookError);
@@ -410,7 +422,11 @@ async function settleUnanswered(
  * someone set a route there between the plan and its send. Theirs stays, as when the plan finds it,
  * and the same notice says so; a route that is the recorded one is left silently.
  */
-export async function noticeRoutesTakenMeanwhile(handle: NetlinkHandle, steps: readonly DetachStep[]): Promise<void> {
+export async function noticeRoutesTakenMeanwhile(
+  handle: NetlinkHandle,
+  steps: readonly DetachStep[],
+  undoOf: UndoOf = 'detach',
+): Promise<void> {
   // Two dumps only a listener needs: the undo leaves their route in place either way.
   if (!channels.notice.hasSubscribers) return;
   const notices: DetachNotice[] = [];
@@ -428,13 +444,26 @@ export async function noticeRoutesTakenMeanwhile(handle: NetlinkHandle, steps: r
       if (step.change.op !== 'add-route') continue;
       notices.push({
         link: step.change.link.name,
-        message: `did not put back the route ${routeArguments(step.change.route, step.change.link)}: a route was set in its place as detach sent it, and the routes could not be listed to say which (${(error as Error).message})`,
+        message: `did not put back the route ${routeArguments(step.change.route, step.change.link)}: a route was set in its place as the undo was sent, and the routes could not be listed to say which (${(error as Error).message})`,
       });
     }
   }
-  for (const notice of notices) {
-    publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
-  }
+  for (const notice of notices) publishUndoNotice(notice, undoOf);
+}
+
+/**
+ * Whose undo it is, as its notices say: a detach's, or the rollback of a failed attach (its own
+ * endpoint's, or the endpoints the same attach had made before it), which the user ran as an attach.
+ */
+export type UndoOf = 'detach' | 'rollback';
+
+/** A notice of an undo, published under the operation the user ran: a rollback's is the attach's, said so. */
+function publishUndoNotice(notice: DetachNotice, undoOf: UndoOf): void {
+  publish(channels.notice, () =>
+    undoOf === 'detach'
+      ? { operation: 'detach', endpoint: notice.link, message: notice.message }
+      : { operation: 'attach', endpoint: notice.link, message: `rolling back the failed attach: ${notice.message}` },
+  );
 }
 
 /**
@@ -506,13 +535,13 @@ export async function undoRecords(
   knownLinks?: readonly Link[],
   /** The records of attaches that completed (planDetach's `completed`): a detach's, not a rollback's. */
   completed?: ReadonlySet<PlumbingStep>,
+  /** Whose undo it is, for its notices: a detach's, or a failed attach's rollback. */
+  undoOf: UndoOf = 'detach',
 ): Promise<UndoReport> {
   if (records.length === 0) return { undone: 0, alreadyGone: 0, kept: 0, failures: [], left: [] };
   const plan = await planUndo(handle, records, knownLinks, completed);
-  for (const notice of [...plan.notices, ...plan.kept.map(keptNotice)]) {
-    publish(channels.notice, () => ({ operation: 'detach', endpoint: notice.link, message: notice.message }));
-  }
-  const report = await settleUnanswered(handle, await undoPlan(handle, plan), completed);
+  for (const notice of [...plan.notices, ...plan.kept.map(keptNotice)]) publishUndoNotice(notice, undoOf);
+  const report = await settleUnanswered(handle, await undoPlan(handle, plan, undoOf), undoOf, completed);
   // Keep the attach order in what is left, so the next detach undoes it in reverse again.
   const left = new Set(report.left);
   report.left = records.filter((record) => left.has(record));

@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { NetlinkHandle } from '../../../src/netlink/handle.js';
 import { setNetlinkRepliesTestHook } from '../../../src/netlink/transport.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
@@ -60,6 +61,18 @@ async function attachFailure(
     )) as Error & { code?: string; left?: unknown[] };
   } finally {
     setApplyTestHook(undefined);
+  }
+}
+
+/** What `work` did, with the notices published on vcnet:notice meanwhile. */
+async function withNotices<Result>(work: () => Promise<Result>): Promise<{ result: Result; notices: NoticeEvent[] }> {
+  const notices: NoticeEvent[] = [];
+  const listener = (message: unknown) => notices.push(message as NoticeEvent);
+  channels.notice.subscribe(listener);
+  try {
+    return { result: await work(), notices };
+  } finally {
+    channels.notice.unsubscribe(listener);
   }
 }
 
@@ -448,19 +461,29 @@ describe("a rollback beside another tool's filter put into vcnet's own ingress q
     const { pod } = makePod();
     const before = fingerprint(pod);
     let previous: PlanStep | undefined;
-    const error = await attachFailure('handover', config(pod, 'tcfilter'), (step) => {
-      const last = previous;
-      previous = step;
-      if (last?.change.op !== 'add-qdisc' || last.change.link.name !== 'eth0') return;
-      pod.exec('tc', otherFilter('eth0'));
-      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
-    });
+    const { result: error, notices } = await withNotices(() =>
+      attachFailure('handover', config(pod, 'tcfilter'), (step) => {
+        const last = previous;
+        previous = step;
+        if (last?.change.op !== 'add-qdisc' || last.change.link.name !== 'eth0') return;
+        pod.exec('tc', otherFilter('eth0'));
+        throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
+      }),
+    );
     expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
     expect(error.message).toContain('injected fault');
     expect(error.message).not.toContain('(everything it had made was removed)');
     expect(error.message).toContain(
       "everything it had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100)",
     );
+    // The notice of the kept qdisc is the attach's, told as its rollback: no detach was run.
+    expect(notices).toContainEqual({
+      operation: 'attach',
+      endpoint: 'eth0',
+      message:
+        "rolling back the failed attach: kept the ingress qdisc on eth0: it holds another tool's filter (prio 100); only vcnet's own filters in it were deleted",
+    });
+    expect(notices.map((notice) => notice.operation)).not.toContain('detach');
     await expectHandedOver(pod, 'eth0', 'handover', before);
   });
 
@@ -479,5 +502,64 @@ describe("a rollback beside another tool's filter put into vcnet's own ingress q
       "everything it had made was removed but the ingress qdisc on mvt, which stays: it holds another tool's filter (prio 100)",
     );
     await expectHandedOver(pod, 'mvt', 'handovermv', before);
+  });
+});
+
+describe("what an attach's rollback hands over to another tool, with the rest of what it says", () => {
+  const otherFilter = (link: string) =>
+    `filter add dev ${link} ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' ');
+
+  it("names the ingress qdisc the undo of an earlier endpoint (eth0) kept, when the next one's (eth1) failed", async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    const before = fingerprint(pod);
+    const error = await attachFailure('earlier', { ...config(pod, 'tcfilter'), rateLimit: {} }, (step) => {
+      // eth1's first step: eth0 is attached, its ingress qdisc vcnet's; another tool's filter goes in.
+      if (!('link' in step.change) || step.change.link.name !== 'tap1_kata') return;
+      pod.exec('tc', otherFilter('eth0'));
+      throw new Error("injected fault in eth1 after another tool's filter went into eth0's ingress qdisc");
+    });
+    expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    expect(error.message).toMatch(/^attaching eth1 failed: .*injected fault in eth1/);
+    expect(error.message).toContain(
+      "everything it and the endpoint attached before it (eth0) had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100)",
+    );
+    expect(readSandbox('earlier', stateDir)).toBeUndefined();
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+    expect(pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+    pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('says what was handed over apart from what is left, when the undo was refused too', async () => {
+    const { pod } = makePod();
+    addPodMacvtap(pod);
+    const before = fingerprint(pod);
+    const error = await attachFailure('both', config(pod, 'macvtap'), (step) => {
+      // mvt's rx limit: its ingress qdisc is vcnet's, another tool's filter goes in; eth0 is attached
+      // by then (its addresses moved), and IPv6 off refuses them back.
+      if (step.change.op !== 'add-filter' || step.change.link.name !== 'mvt') return;
+      pod.exec('tc', otherFilter('mvt'));
+      pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc on mvt");
+    });
+    expect(error.code, error.message).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toMatch(
+      /: left addresses removed from eth0 \(fd00:200::2\/64\), .*; handed over, not left: the ingress qdisc on mvt, which stays: it holds another tool's filter \(prio 100\) \(vcnet's own filters in it were deleted and no record keeps it/,
+    );
+    expect((error as { handedOver?: string[] }).handedOver).toEqual([
+      "the ingress qdisc on mvt, which stays: it holds another tool's filter (prio 100)",
+    ]);
+    // The record keeps what is left, and nothing of what was handed over.
+    const steps = readSandbox('both', stateDir)?.network.endpoints.flatMap(
+      (endpoint) => endpoint.plumbing?.steps ?? [],
+    );
+    expect(steps).toEqual(error.left);
+    expect(steps?.map((step) => step.step)).not.toContain('add-qdisc');
+    pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+    expect(readSandbox('both', stateDir)).toBeUndefined();
+    expect(pod.exec('tc', 'filter show dev mvt ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+    pod.exec('tc', 'qdisc del dev mvt ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
   });
 });
