@@ -62,3 +62,25 @@ export function commandIn(namespacePath: string | undefined, program: string): s
       : `ip netns exec ${shellWord(name)} ${program}`;
   return `nsenter --net=${shellWord(namespacePath)} ${program}`;
 }
+
+/** A namespace that only a socket made in it, or a tap of it, keeps, held by another process (/proc/PID/fd/N). */
+export interface NamespaceHeldThroughDevice {
+  pid: number;
+  fd: number;
+  kind: 'socket' | 'tap';
+}
+
+/** The word a command quoted for a namespace no path reaches (namespaceNoCommandEnters) has for the pin's path. */
+export const PIN_PATH_PLACEHOLDER = 'PATH';
+
+/**
+ * Why the commands quoted for a namespace that only `held` keeps name PATH rather than a path: no
+ * shell command enters a namespace through a socket or a tap (nsenter's open of the fd's
+ * /proc/PID/fd/N fails, ENXIO), and nothing else reaches it; the process that holds it can pin it,
+ * binding the nsfs fd the kernel gives for its socket or tap onto a file, which PATH then names.
+ */
+export function namespaceNoCommandEnters(held: NamespaceHeldThroughDevice): string {
+  const what = held.kind === 'socket' ? 'socket' : 'tap fd';
+  const ioctl = held.kind === 'socket' ? 'SIOCGSKNS' : 'TUNGETDEVNETNS';
+  return `no shell command can enter the namespace now: only the ${what} /proc/${held.pid}/fd/${held.fd} of process ${held.pid} holds it, which nsenter cannot open; ${PIN_PATH_PLACEHOLDER} stands for a pin of it, which only a process that holds that ${what} can make (the namespace fd ioctl ${ioctl} gives for it, bind-mounted on an empty file: \`mount --bind /proc/PID/fd/NSFD ${PIN_PATH_PLACEHOLDER}\` while that process holds it open)`;
+}

@@ -7,7 +7,7 @@
 import { InvalidInputError } from '../errors.js';
 
 /** IFNAMSIZ is 16 bytes with the terminating NUL. */
-const MAX_LINK_NAME_BYTES = 15;
+export const MAX_LINK_NAME_BYTES = 15;
 
 const ACCEPTED = `1-${MAX_LINK_NAME_BYTES} bytes, not "." or "..", without '/', ':', '%', whitespace or control characters`;
 

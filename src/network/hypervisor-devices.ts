@@ -12,6 +12,8 @@ import {
 import type { NetworkDevice } from '../hypervisor/device.js';
 import { firecrackerInterfaceId, firecrackerNetworkInterfaceRequest } from '../hypervisor/firecracker.js';
 import { qemuNetworkArguments, qemuVfioArguments } from '../hypervisor/qemu.js';
+import { MAX_LINK_NAME_BYTES } from '../netlink/link-name.js';
+import { commandIn, shellWord } from '../shell-word.js';
 import { ConfigurationConflictError, type VmmRateLimiter } from './config.js';
 import type { Endpoint } from './endpoint/endpoint.js';
 import { PhysicalEndpoint, refusePhysicalEndpoints } from './endpoint/physical-endpoint.js';
@@ -50,6 +52,12 @@ export interface HypervisorDeviceOptions {
   iommu?: boolean;
   /** Field name errors use for the hypervisor kind (the CLI's is --hypervisor). */
   hypervisorField?: string;
+  /**
+   * The pod's network namespace (the config's `namespacePath`): the `ip` command a refusal quotes acts
+   * there (`ip -n NAME`, `nsenter --net=PATH ip`) wherever it is pasted. Without it the command is
+   * named as one to run in the pod's namespace.
+   */
+  namespacePath?: string;
 }
 
 /** The first descriptor a launcher can pass beyond stdin, stdout and stderr. */
@@ -113,7 +121,14 @@ export function plannedDeviceConfig(
 const PLACEHOLDER_MAC = '02:00:00:00:00:01';
 
 function checkDeviceOptions(kind: HypervisorKind, options: HypervisorDeviceOptions): string {
-  options = optionsArgument(options, 'options', ['vmmRateLimiter', 'vhostNet', 'iommu', 'hypervisorField']);
+  options = optionsArgument(options, 'options', [
+    'vmmRateLimiter',
+    'vhostNet',
+    'iommu',
+    'hypervisorField',
+    'namespacePath',
+  ]);
+  stringOption(options.namespacePath, 'options.namespacePath', "the pod's network namespace path");
   booleanOption(options.vhostNet, 'options.vhostNet');
   booleanOption(options.iommu, 'options.iommu');
   const field =
@@ -141,21 +156,38 @@ class DeviceConfigBuilder {
     };
   }
 
-  private readonly firecrackerIds = new Map<string, string>();
+  /** The iface_ids given so far, each with the endpoint it was given to. */
+  private readonly firecrackerIds = new Map<string, Endpoint>();
 
   /** Kata's iface_id, the endpoint's name (firecrackerInterfaceId); two endpoints never share one. */
   private firecrackerId(endpoint: Endpoint): string {
     const id = firecrackerInterfaceId(endpoint.name);
     const other = this.firecrackerIds.get(id);
     if (other !== undefined) {
+      // The one whose name Firecracker would change is renamed (the other keeps its id), to a name
+      // that is its own id: no link's name is changed by the fold again.
+      const renamed = other.name === id ? endpoint : other;
+      const link = renamed.properties.link.name;
+      const rename = `${commandIn(this.options.namespacePath, 'ip')} link set ${shellWord(link)} name ${this.freeInterfaceId(id)}`;
       throw new ConfigurationConflictError(
-        `${other} and ${endpoint.name} would both be Firecracker's iface_id ${id} (it takes letters, digits and '_' only, so other characters become '_')`,
+        `${other.name} and ${endpoint.name} would both be Firecracker's iface_id ${id} (it takes letters, digits and '_' only, so other characters become '_')`,
         id,
-        `rename one of the two pod links (\`ip link set ${endpoint.properties.link.name} name <name>\` in the pod namespace) before attaching; nothing was changed`,
+        `rename one of the two pod links before attaching (Kata names the guest NIC after it too), e.g. \`${rename}\`${this.options.namespacePath === undefined ? " in the pod's namespace" : ''}; nothing was changed`,
       );
     }
-    this.firecrackerIds.set(id, endpoint.name);
+    this.firecrackerIds.set(id, endpoint);
     return id;
+  }
+
+  /**
+   * A link name (at most 15 bytes) that is an iface_id as it is and none given so far: `id` with the
+   * first free `_N` suffix. A link in the namespace that no endpoint is may still have it: ip says so.
+   */
+  private freeInterfaceId(id: string): string {
+    for (let suffix = 1; ; suffix++) {
+      const candidate = `${id.slice(0, MAX_LINK_NAME_BYTES - String(suffix).length - 1)}_${suffix}`;
+      if (!this.firecrackerIds.has(candidate)) return candidate;
+    }
   }
 
   private passed(path: string, count: number): OpenedFile[] {

@@ -12,6 +12,7 @@ import { tcMajor } from '../netlink/codec/tc/message.js';
 import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
 import { answerLost } from '../netlink/errors.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
+import { commandIn } from '../shell-word.js';
 import { recordedFilterNow } from './foreign-filters.js';
 import { sendChanges } from './plan/apply.js';
 import type { ChangeAnswer } from './plan/batch-send.js';
@@ -212,7 +213,7 @@ async function stillThere(
  * outcome of that restore (or of the ingress qdisc it needed) says what is left and how to remove it.
  */
 async function sayWhatIsLeft(
-  handle: Pick<NetlinkHandle, 'qdiscs' | 'filters'>,
+  handle: Pick<NetlinkHandle, 'qdiscs' | 'filters'> & Partial<Pick<NetlinkHandle, 'namespacePath'>>,
   plan: TrafficControlRepairPlan,
   outcomes: TrafficControlRepair[],
   undone: ReadonlyArray<Required<PlannedUndo>>,
@@ -237,6 +238,9 @@ async function sayWhatIsLeft(
       (candidate) => candidate.outcome === 'failed' && candidate.link === said.link && candidate.object === said.object,
     );
     if (!outcome) continue;
-    outcome.message += `; the part of vcnet's ${restore.object} on ${restore.link} the kernel made could not be taken away again (${why}: \`${commandOf(change)}\` in the pod's namespace removes it`;
+    // Run in the pod's namespace wherever it is pasted: a bare tc on the host acts on a host link of that name.
+    const [program = '', ...words] = commandOf(change).split(' ');
+    const command = `${commandIn(handle.namespacePath, program)} ${words.join(' ')}`;
+    outcome.message += `; the part of vcnet's ${restore.object} on ${restore.link} the kernel made could not be taken away again (${why}: \`${command}\` removes it`;
   }
 }

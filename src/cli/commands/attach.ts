@@ -159,6 +159,7 @@ export function registerAttach(program: Command): void {
           vhostNet,
           ...(config.nicIommu ? { iommu: true } : {}),
           hypervisorField: '--hypervisor',
+          ...(config.namespacePath !== undefined ? { namespacePath: config.namespacePath } : {}),
         });
         if (options.dryRun) {
           const planned = await inFlagTerms(() =>

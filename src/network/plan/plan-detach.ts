@@ -14,7 +14,13 @@ import type { Ipv6AddressGeneration, Link } from '../../netlink/codec/link.js';
 import type { Route } from '../../netlink/codec/route.js';
 import { RouteProtocol, RouteScope, RouteTable } from '../../netlink/codec/route.js';
 import { formatHandle, parseHandle, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
-import { commandIn, shellWord } from '../../shell-word.js';
+import {
+  commandIn,
+  type NamespaceHeldThroughDevice,
+  namespaceNoCommandEnters,
+  PIN_PATH_PLACEHOLDER,
+  shellWord,
+} from '../../shell-word.js';
 import { commandOf } from './commands.js';
 import { undoChangesOf, undoOf } from './inverse.js';
 import { QUEUE_LENGTH_WITH_FIRST_QDISC } from './older-records.js';
@@ -516,16 +522,20 @@ export function comebackNeedsAllPromoteSecondaries(
  * IPv4 route through it, so the command said then turns the link's on for the delete and back off.
  * `allPromoteSecondaries` undefined (not readable): the command does so too, harmless when `all` is
  * on. The commands run in the pod's namespace wherever they are pasted (a bare one on the host would
- * act on, and set promote_secondaries of, a host link of the pod link's name), its name quoted.
+ * act on, and set promote_secondaries of, a host link of the pod link's name), its name quoted;
+ * in a namespace no command can enter (`heldThrough`), they enter a pin of it the notice says how to make.
  */
 function secondaryComebacks(
   steps: readonly DetachStep[],
   addresses: readonly Address[],
   links: readonly Link[],
   namespacePath: string | undefined,
+  heldThrough: NamespaceHeldThroughDevice | undefined,
   allPromoteSecondaries: boolean | undefined,
 ): DetachNotice[] {
-  const ip = commandIn(namespacePath, 'ip');
+  const enteredAt = heldThrough ? PIN_PATH_PLACEHOLDER : namespacePath;
+  const unenterable = heldThrough ? `; ${namespaceNoCommandEnters(heldThrough)}` : '';
+  const ip = commandIn(enteredAt, 'ip');
   const notices: DetachNotice[] = [];
   for (const { change } of steps) {
     if (change.op !== 'add-address' || familyOf(change.address.address) !== AddressFamily.INET) continue;
@@ -544,7 +554,7 @@ function secondaryComebacks(
       const keeper = `${address}/32`;
       notices.push({
         link: name,
-        message: `${name}'s ${address}/${prefixLength} (scope ${scopeName(scope)}) cannot be put back: ${added} (scope ${scopeName(otherScope.scope)}), added while it was attached, is in ${subnet}/${prefixLength}, and the kernel takes no two scopes in one subnet (EINVAL). \`${ip} address add ${keeper} ${dev} && ${ip} address del ${added} ${dev}\`, then detach again, puts it back (the record keeps it; the /32 keeps ${name}'s IPv4 routes, which the delete of its last IPv4 address would take: \`${ip} address del ${keeper} ${dev}\` after); ${added} can come back after, with scope ${scopeName(scope)}`,
+        message: `${name}'s ${address}/${prefixLength} (scope ${scopeName(scope)}) cannot be put back: ${added} (scope ${scopeName(otherScope.scope)}), added while it was attached, is in ${subnet}/${prefixLength}, and the kernel takes no two scopes in one subnet (EINVAL). \`${ip} address add ${keeper} ${dev} && ${ip} address del ${added} ${dev}\`, then detach again, puts it back (the record keeps it; the /32 keeps ${name}'s IPv4 routes, which the delete of its last IPv4 address would take: \`${ip} address del ${keeper} ${dev}\` after); ${added} can come back after, with scope ${scopeName(scope)}${unenterable}`,
       });
       continue;
     }
@@ -557,7 +567,7 @@ function secondaryComebacks(
     const sysctl = name.includes('.')
       ? `net/ipv4/conf/${name}/promote_secondaries`
       : `net.ipv4.conf.${name}.promote_secondaries`;
-    const sysctlCommand = commandIn(namespacePath, 'sysctl -q -w');
+    const sysctlCommand = commandIn(enteredAt, 'sysctl -q -w');
     const promoted = linkPromotes || allPromoteSecondaries === true;
     const command = promoted
       ? readd
@@ -571,7 +581,7 @@ function secondaryComebacks(
           : `; promote_secondaries is off on ${name} and its namespace's net.ipv4.conf.all could not be read, so the command turns it on for ${name} for the delete, which takes ${address} with it when both are off`;
     notices.push({
       link: name,
-      message: `${name}'s ${address}/${prefixLength} comes back secondary: ${added}, added while it was attached, is the primary of ${subnet}/${prefixLength} now (the kernel makes a subnet's first address primary); vcnet keeps that address as it is. \`${command}\` makes ${address} primary again (routes with ${primary.address} as src go with the delete${why})`,
+      message: `${name}'s ${address}/${prefixLength} comes back secondary: ${added}, added while it was attached, is the primary of ${subnet}/${prefixLength} now (the kernel makes a subnet's first address primary); vcnet keeps that address as it is. \`${command}\` makes ${address} primary again (routes with ${primary.address} as src go with the delete${why})${unenterable}`,
     });
   }
   return notices;
@@ -666,6 +676,11 @@ export function planDetach(
     now?: number;
     /** The pod's namespace as the user named it (undefined: this one), for the commands notices quote. */
     namespacePath?: string | undefined;
+    /**
+     * With namespacePath a /proc/PID/fd/N: the socket or tap of another process that alone keeps the
+     * namespace, which no command can enter; the notices' commands enter a pin of it instead.
+     */
+    namespaceHeldThrough?: NamespaceHeldThroughDevice | undefined;
     /** The routes now, of every table: a recorded route goes back only where its place is free. */
     routes?: readonly Route[];
     /** The addresses now: a recorded address already on its link is not put back (addressThere). */
@@ -877,6 +892,7 @@ export function planDetach(
       snapshot.addresses ?? [],
       snapshot.links,
       snapshot.namespacePath,
+      snapshot.namespaceHeldThrough,
       snapshot.allPromoteSecondaries,
     ),
   );

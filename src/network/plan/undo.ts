@@ -15,6 +15,7 @@ import type { Link } from '../../netlink/codec/link.js';
 import { type Neighbour, NeighbourFlag } from '../../netlink/codec/neighbour.js';
 import { answerLost, NetlinkError } from '../../netlink/errors.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
+import { heldDeviceAt } from '../../netns/held-device-fds.js';
 import { othersInQdiscs } from '../foreign-filters.js';
 import { podBatchesInPlace, podLinkView } from './batch-evidence.js';
 import { publishStep, sendBatch } from './batch-send.js';
@@ -515,8 +516,20 @@ export async function planUndo(
     absentFilters: others.absentFilters,
     now: Date.now(),
     namespacePath: handle.namespacePath,
+    ...namespaceHeldThroughOf(handle.namespacePath),
     ...(completed ? { completed } : {}),
   });
+}
+
+/**
+ * The socket or tap of another process that the handle reached its namespace through (a namespace
+ * only that keeps: detach's /proc/PID/fd/N), which no command quoted to the user can enter.
+ */
+function namespaceHeldThroughOf(
+  namespacePath: string | undefined,
+): { namespaceHeldThrough: { pid: number; fd: number; kind: 'socket' | 'tap' } } | Record<string, never> {
+  const held = namespacePath === undefined ? undefined : heldDeviceAt(namespacePath);
+  return held ? { namespaceHeldThrough: { pid: held.pid, fd: held.fd, kind: held.kind } } : {};
 }
 
 /** net.ipv4.conf.all.promote_secondaries of the handle's namespace; undefined when it cannot be read. */

@@ -2,6 +2,7 @@
  * `vcnet attach` for Cloud Hypervisor and Firecracker through the binary: a pod link MTU below Cloud
  * Hypervisor's minimum is left to the guest agent instead of refused (Kata sends no MTU to it).
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -58,6 +59,41 @@ describe("Firecracker's iface_id", () => {
       );
     }
     expect(existsSync(join(stateDirectory(), 'v1'))).toBe(false);
+  });
+});
+
+describe("Firecracker's iface_id refusal", () => {
+  it('quotes the rename in the pod namespace, and that command, pasted, lets the attach through', () => {
+    const { pod } = makePod();
+    for (const [link, subnet] of [
+      ['eth-0', '10.93'],
+      ['eth_0', '10.94'],
+    ] as const) {
+      pod.exec('ip', ['link', 'add', link, 'type', 'veth', 'peer', 'name', `${link}p`]);
+      pod.exec('ip', ['addr', 'add', `${subnet}.0.2/24`, 'dev', link]);
+    }
+    const refused = attach(pod.path, '--hypervisor', 'firecracker');
+    expect(refused.status, refused.stderr).toBe(2);
+    expect(refused.stderr).toContain("would both be Firecracker's iface_id eth_0");
+    const rename = /`([^`]*link set[^`]*)`/.exec(refused.stderr)?.[1];
+    expect(rename, refused.stderr).toBe(`ip -n ${pod.name} link set eth-0 name eth_0_1`);
+    expect(existsSync(join(stateDirectory(), 'v1'))).toBe(false);
+
+    // Pasted into a host shell, it renames the pod's link, not a host one.
+    const pasted = spawnSync('sh', ['-c', rename!], { encoding: 'utf8' });
+    expect(pasted.status, pasted.stderr).toBe(0);
+    const podLinks = (JSON.parse(pod.exec('ip', ['-j', 'link', 'show'])) as Array<{ ifname: string }>).map(
+      (link) => link.ifname,
+    );
+    expect(podLinks).toContain('eth_0_1');
+    expect(podLinks).not.toContain('eth-0');
+    const attached = attach(pod.path, '--hypervisor', 'firecracker', '--json');
+    expect(attached.status, attached.stderr).toBe(0);
+    const ids = JSON.parse(attached.stdout).hypervisor.devices.map(
+      (device: { config: { body: { iface_id: string } } }) => device.config.body.iface_id,
+    );
+    expect(ids.sort()).toEqual(['eth0', 'eth_0', 'eth_0_1']);
+    expect(vcnet(['detach', '--sandbox', 'v1', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 });
 

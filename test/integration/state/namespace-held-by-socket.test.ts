@@ -7,7 +7,7 @@
  * for gone while what attach made still lives there.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -26,12 +26,15 @@ const SHIM = resolve('build/Release/vcnet_native.node');
 
 let stateDir: string;
 const holders: ChildProcess[] = [];
+/** Files a test bind-mounted a held namespace on (pinThroughHolder): unmounted before the holders go. */
+const pins: string[] = [];
 
 beforeEach(() => {
   stateDir = mkdtempSync(join(tmpdir(), 'vcnet-socket-held-'));
 });
 
 afterEach(async () => {
+  for (const pin of pins.splice(0)) spawnSync('umount', [pin]);
   // The holder goes first: the namespace it keeps (and the pod's veth peer in it) goes with it.
   await Promise.all(holders.splice(0).map(stopHolder));
   cleanupNamespaces();
@@ -101,6 +104,29 @@ function runThroughHolder(pid: number, fd: number, command: string[]): string {
     ],
     { encoding: 'utf8' },
   );
+}
+
+/**
+ * Pins the namespace `pid`'s socket or tap `fd` keeps alive with a bind mount on `file`, as the one
+ * who holds it can (its namespace's nsfs fd, SIOCGSKNS or TUNGETDEVNETNS, bind-mounted on a file).
+ */
+function pinThroughHolder(pid: number, fd: number, file: string): void {
+  writeFileSync(file, '');
+  runThroughHolderNamespaceFd(pid, fd, `execFileSync('mount', ['--bind', nsPath, ${JSON.stringify(file)}])`);
+  pins.push(file);
+}
+
+/** Runs `statement` in a process that holds the namespace of `pid`'s socket or tap `fd` as `nsPath`. */
+function runThroughHolderNamespaceFd(pid: number, fd: number, statement: string): void {
+  execFileSync(process.execPath, [
+    '-e',
+    `const { execFileSync } = require('node:child_process');
+     const shim = require(${JSON.stringify(SHIM)});
+     const copy = shim.pidfdGetfd(shim.pidfdOpen(${pid}), ${fd});
+     let ns; try { ns = shim.socketNamespace(copy); } catch { ns = shim.tunNamespace(copy); }
+     const nsPath = '/proc/' + process.pid + '/fd/' + ns;
+     ${statement};`,
+  ]);
 }
 
 it('a namespace only a socket of a process outside it keeps: gc keeps the record, list and detach find it there', async () => {
@@ -175,6 +201,59 @@ it('vcnet gc, list and detach say where such a namespace is held', async () => {
   expect(detach.status, detach.stderr).toBe(0);
   expect(detach.stdout).toContain(`through ${heldAt} (process ${pid} still holds a socket made in it`);
   expect(linksThroughHolder(pid, fd)).toEqual(['eth0', 'lo']);
+});
+
+// macvtap's detach quotes commands that make the pod's address primary again (plan-detach.ts
+// secondaryComebacks). nsenter cannot enter a namespace through a socket (opening the socket's
+// /proc/PID/fd/N fails, ENXIO), and no other shell tool reaches it: the notice says so and how to
+// pin it, and its commands, run in the pinned namespace, do what it says.
+it('the commands detach quotes for a namespace only a socket keeps are not nsenter through that socket, and work once it is pinned', async () => {
+  const { pod } = makePod();
+  const attach = vcnet([
+    'attach',
+    '--sandbox',
+    'sock-quoted',
+    '--netns',
+    pod.path,
+    '--model',
+    'macvtap',
+    '--state-dir',
+    stateDir,
+  ]);
+  expect(attach.status, attach.stderr).toBe(0);
+  // Added while attached: the pod's own address comes back secondary to it.
+  pod.exec('ip', ['addr', 'add', '10.200.0.50/24', 'dev', 'eth0']);
+  const { pid, fd } = await holdFromOutside(pod, 'socket');
+  pod.delete();
+  const heldAt = `/proc/${pid}/fd/${fd}`;
+
+  const detach = vcnet(['detach', '--sandbox', 'sock-quoted', '--state-dir', stateDir]);
+  expect(detach.status, detach.stderr).toBe(0);
+  const notice = detach.stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => String((JSON.parse(line) as { msg: unknown }).msg))
+    .find((message) => message.includes('comes back secondary'));
+  expect(notice, detach.stderr).toBeDefined();
+  expect(notice).not.toContain(`--net=${heldAt}`);
+  expect(notice).toContain(
+    `no shell command can enter the namespace now: only the socket ${heldAt} of process ${pid} holds it`,
+  );
+  const command = /`([^`]+)`/.exec(notice!)?.[1];
+  expect(command, notice).toMatch(/^nsenter --net=PATH /);
+
+  // Pinned as the notice says (its nsfs fd bind-mounted on a file), the command runs there as quoted.
+  const pin = join(stateDir, 'pinned-netns');
+  pinThroughHolder(pid, fd, pin);
+  const pasted = spawnSync('sh', ['-c', command!.replaceAll('--net=PATH', `--net=${pin}`)], { encoding: 'utf8' });
+  expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
+  const shown = execFileSync('nsenter', [`--net=${pin}`, 'ip', '-j', '-4', 'addr', 'show', 'dev', 'eth0'], {
+    encoding: 'utf8',
+  });
+  const addresses = (
+    JSON.parse(shown) as Array<{ addr_info: Array<{ local: string; secondary?: boolean }> }>
+  )[0]!.addr_info.map((info) => `${info.local}${info.secondary ? ' secondary' : ''}`);
+  expect(addresses).toEqual(['10.200.0.2', '10.200.0.50 secondary']);
 });
 
 it('a kernel without pidfd_getfd (Linux 5.6; ENOSYS injected by strace): gc cannot tell, keeps the record and says why', async (context) => {

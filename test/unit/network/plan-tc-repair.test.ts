@@ -574,6 +574,8 @@ describe('repairOutcomes: the answers, back to each object', () => {
 function deletedHandle(links: Link[], tapIndex: number, refusal: (request: string) => string | undefined) {
   const sent: string[][] = [];
   const handle = {
+    // The pod's, as the watch's handle names it: the commands the outcomes quote act there.
+    namespacePath: '/var/run/netns/pod',
     links: async () => links,
     qdiscs: async () => [ingress(tapIndex)],
     filters: async (index: number) => (index === tapIndex ? [redirect(tapIndex, 2)] : []),
@@ -653,7 +655,7 @@ describe('repairTrafficControl: dump, plan, one batch through the executor', () 
         link: 'eth0',
         object: 'htb qdisc 1:',
         message: expect.stringContaining(
-          "the part of vcnet's htb qdisc 1: on eth0 the kernel made could not be taken away again (refused: EPERM) and is left: `tc qdisc del dev eth0 root handle 1:` in the pod's namespace removes it",
+          "the part of vcnet's htb qdisc 1: on eth0 the kernel made could not be taken away again (refused: EPERM) and is left: `tc -n pod qdisc del dev eth0 root handle 1:` removes it",
         ),
       }),
     ]);
