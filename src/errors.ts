@@ -19,7 +19,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import {
   type AgentOutcome,
@@ -271,7 +271,13 @@ function namedNamespaceMeant(what: string, path: string): string | undefined {
  * `namespacePath: 'pod'`), as the CLI's --netns gets it: undefined unless /var/run/netns/NAME is there.
  */
 export function namespaceNameGivenAsPath(path: string): string | undefined {
-  return namedNamespaceMeant('missing', path);
+  const named = namedNamespaceMeant('missing', path);
+  if (named !== undefined || path === '' || isAbsolute(path)) return named;
+  // A relative path that names a file from here (`--netns ./pod` in /var/run/netns): the record
+  // keeps the path for later commands run anywhere, so it must be absolute; say which one it is.
+  const absolute = resolve(path);
+  if (!existsSync(absolute)) return undefined;
+  return `give its absolute path, ${absolute}: the record keeps the path, and the sandbox's later commands (detach, gc) read it from any directory`;
 }
 
 /** The path does not name a network namespace (a FIFO, a file, a directory, another namespace type...). */

@@ -107,5 +107,33 @@ export function throwUsageErrors(command: Command): void {
       throw new UsageError(message, commandPathOf(command), lists, kataNetworkHint(command.args));
     throw new UsageError(message, commandPathOf(command), lists);
   });
+  refuseRepeatedValues(command);
   for (const subcommand of command.commands) throwUsageErrors(subcommand);
+}
+
+/**
+ * An option that takes one value, given again with another (`--netns /var/run/netns/a --netns
+ * /var/run/netns/b`), is refused under `command`: commander keeps the last value without a word, so
+ * an attach went ahead in the second namespace whichever one the user meant. The same value twice is
+ * no question and is taken. Options made to repeat are left alone: variadic ones (gc's `--netns
+ * <path...>`) and those with a parser of their own (attach's `--interface`, which collects).
+ */
+function refuseRepeatedValues(command: Command): void {
+  for (const option of command.options) {
+    if (!(option.required || option.optional) || option.variadic || option.parseArg !== undefined) continue;
+    const given: string[] = [];
+    command.on(`option:${option.name()}`, (value: string | undefined) => {
+      const text = value ?? '';
+      if (given.length > 0 && !given.includes(text)) {
+        const values = [...given, text].map((each) => JSON.stringify(each)).join(', then ');
+        throw new UsageError(
+          `option '${option.flags}' given more than once with different values (${values}): it takes one`,
+          commandPathOf(command),
+          'its options',
+          `give ${option.long ?? option.flags} once, with the value you mean (\`${commandPathOf(command)} --help\` lists its options)`,
+        );
+      }
+      given.push(text);
+    });
+  }
 }

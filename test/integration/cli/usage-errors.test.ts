@@ -126,6 +126,49 @@ describe('usage errors', () => {
     );
   });
 
+  // commander kept the last of two values without a word: `attach --netns A --netns B` attached B.
+  it.each([
+    [['scan', '--netns', '/proc/self/ns/net', '--netns=/proc/1/ns/net'], '--netns <path>', 'vcnet scan'],
+    [
+      ['attach', '--sandbox', 'sb', '--netns', '/var/run/netns/a', '--netns', '/var/run/netns/b', '--dry-run'],
+      '--netns <path>',
+      'vcnet attach',
+    ],
+    [['detach', '--sandbox', 'sb1', '--sandbox', 'sb2'], '--sandbox <id>', 'vcnet detach'],
+    [['--log-level', 'info', '--log-level', 'debug', 'list'], '--log-level <level>', 'vcnet'],
+  ])('%o: a one-value option given twice with different values is refused, naming both', (args, flags, command) => {
+    const result = vcnet(args);
+    expect(result.status).toBe(2);
+    const long = flags.split(' ')[0];
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `^vcnet: option '${flags}' given more than once with different values \\(".*", then ".*"\\): it takes one\nhint: give ${long} once, with the value you mean \\(\`${command} --help\` lists its options\\)\n$`,
+      ),
+    );
+    expect(result.stdout).toBe('');
+    const json = vcnet([...args, '--json']);
+    expect(json.status).toBe(2);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      error: {
+        code: 'VCNET_INVALID_INPUT',
+        message: expect.stringContaining(`option '${flags}' given more than once`),
+      },
+    });
+  });
+
+  it('takes the same value twice, and the options made to repeat', () => {
+    const same = vcnet(['scan', '--netns', '/proc/self/ns/net', '--netns', '/proc/self/ns/net', '--json']);
+    expect(same.status, same.stderr).toBe(0);
+    // Each refused after parsing, for its value: the repeat itself was taken.
+    const interfaces = vcnet(['attach', '--sandbox', 's/1', '--netns', '/x', '--interface', 'a', '--interface', 'b']);
+    expect(interfaces.status).toBe(2);
+    expect(interfaces.stderr).toMatch(/^vcnet: invalid --sandbox: "s\/1"/);
+    const namespaces = vcnet(['gc', '--dry-run', '--netns', 's42-no-such-a', '--netns', 's42-no-such-b']);
+    expect(namespaces.status).toBe(2);
+    expect(namespaces.stderr).not.toContain('given more than once');
+    expect(namespaces.stderr).toContain('s42-no-such-a');
+  });
+
   it('--help and --version still exit 0', () => {
     const help = vcnet(['attach', '--help']);
     expect(help.status).toBe(0);
