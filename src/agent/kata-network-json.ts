@@ -663,7 +663,7 @@ const UPDATE_INTERFACE_REQUEST_KEYS: KeyRules = {
   children: { interface: INTERFACE_KEYS },
   unnamed: true,
 };
-/** The agent's Routes message, `{"Routes": [...]}`. */
+/** The agent's Routes message, `{"Routes": [...]}`, its key matched as Go folds it (`routes`, `Route\u017f`). */
 const ROUTES_KEYS: KeyRules = {
   fields: ['Routes'],
   shape: { Routes: list(routeSchema) },
@@ -721,7 +721,9 @@ function foldedRouteList(json: unknown, label: string, context: FoldContext): un
     // No Routes: the empty set, unless a key was ignored (a misspelt Routes would remove every route).
     return context.ignoredPaths.size === ignoredBefore ? [] : json.routes;
   }
-  if (isPlainObject(json) && Object.hasOwn(json, 'Routes')) {
+  // The agent's Routes message is Kata's (agent.proto; Go's grpc.Routes, field tagged "Routes"): its
+  // key is matched as Go folds it, as inside a request, so "routes" and "Route\u017f" are it too.
+  if (isPlainObject(json) && Object.keys(json).some((key) => goFoldedKey(key) === 'routes')) {
     return (foldKeys(json, ROUTES_KEYS, label, context) as Record<string, unknown>).Routes;
   }
   return foldList(json, ROUTE_KEYS, label, context);

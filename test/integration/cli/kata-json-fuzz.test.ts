@@ -44,6 +44,7 @@ import {
   fieldsGiven,
   type GoReading,
   type GoScalar,
+  goFold,
   INTERFACE,
   type JsonNode,
   jsonText,
@@ -476,7 +477,7 @@ function vcnetModelInterface(node: JsonNode): GoReading {
 }
 
 /**
- * update-routes' JSON: a list, the agent's Routes message (a key `Routes` so spelled), or the
+ * update-routes' JSON: a list, the agent's Routes message (a key Go folds onto `Routes`), or the
  * UpdateRoutesRequest around one; a nil list (undefined) changes nothing; a request whose Routes
  * message has no Routes is the empty set only when none of its keys was ignored (a misspelt Routes
  * would remove every route).
@@ -492,7 +493,7 @@ function vcnetModelRoutes(node: JsonNode): GoReading {
     if (message === null) return { ...reading, value: undefined };
     if (!fieldsGiven(message).has('Routes')) return reading.ignored.length > 0 ? REFUSED : { ...reading, value: [] };
     routes = message.Routes as Plain[] | null;
-  } else if ('object' in node && node.object.some(([key]) => key === 'Routes')) {
+  } else if ('object' in node && node.object.some(([key]) => goFold(key) === 'routes')) {
     reading = decodeAs(node, ROUTES, 'routes', VCNET_EXTENSIONS);
     if (reading.refused) return reading;
     routes = (reading.value as Plain).Routes as Plain[] | null;
