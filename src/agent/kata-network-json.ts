@@ -27,6 +27,7 @@ import { create } from '@bufbuild/protobuf';
 import * as z from 'zod';
 import { closestName, labelArgument, optionsArgument } from '../arguments.js';
 import { type FieldIssue, InvalidFieldsError, InvalidInputError, jsonParseProblem } from '../errors.js';
+import { goFoldedKey } from '../go-key-fold.js';
 import { PARSE_OPTIONS } from '../parse-options.js';
 import { DEVICE_PATH_ACCEPTED, isDevicePath, sentDevicePath } from './device-path.js';
 import {
@@ -298,7 +299,7 @@ export function kataIgnoredKeyNote(path: string): string | undefined {
   const at = ignoredKeyAt(path);
   if (!at) return undefined;
   const { aliases, fields } = at.rules;
-  const folded = foldKey(at.key);
+  const folded = goFoldedKey(at.key);
   const aliasOf = aliases && Object.hasOwn(aliases, folded) ? aliases[folded] : undefined;
   if (aliasOf !== undefined) return `another name of ${aliasOf}, given again`;
   const meant = closestName(at.key, fields);
@@ -311,20 +312,6 @@ function ignoredKeyAt(path: string): { key: string; rules: KeyRules } | undefine
   if (!match) return undefined;
   const [, parent = '', key = ''] = match;
   return { key, rules: rulesAt(parent) };
-}
-
-/**
- * Go's folding of a key as it matches one to a field: ASCII case, and the two letters Unicode folds
- * onto ASCII ones, the Kelvin sign (k) and the long s (s). Go up to 1.20 (Kata 1.x) compared with
- * equalFoldRight, special-casing them; Go 1.21 and later (Kata today) fold the whole name with
- * unicode.SimpleFold: the same for ASCII field names. JavaScript's toLowerCase makes no other
- * non-ASCII letter ASCII ("İ" becomes "i" and a combining dot), so ı, İ and ﬅ match nothing, as in Go.
- */
-function foldKey(key: string): string {
-  return key
-    .replace(/\u212a/g, 'k')
-    .replace(/\u017f/g, 's')
-    .toLowerCase();
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -496,10 +483,11 @@ function foldKeys(
   const decoded = new Map<string, DecodedValue>(into === undefined ? [] : decodedFields.get(into));
   for (const { key, child, position } of entries) {
     // An own alias only: a key such as "constructor" or "__proto__" would otherwise find Object.prototype's.
-    const alias = rules.aliases && Object.hasOwn(rules.aliases, foldKey(key)) ? rules.aliases[foldKey(key)] : undefined;
+    const alias =
+      rules.aliases && Object.hasOwn(rules.aliases, goFoldedKey(key)) ? rules.aliases[goFoldedKey(key)] : undefined;
     const field =
       rules.fields.find((candidate) => candidate === key) ??
-      rules.fields.find((candidate) => foldKey(candidate) === foldKey(key));
+      rules.fields.find((candidate) => goFoldedKey(candidate) === goFoldedKey(key));
     const target = field ?? alias;
     if (target === undefined || (field === undefined && decoded.has(target))) {
       ignoreKey(context, `${jsonPath}.${key}`);
@@ -675,7 +663,7 @@ const UPDATE_INTERFACE_REQUEST_KEYS: KeyRules = {
   children: { interface: INTERFACE_KEYS },
   unnamed: true,
 };
-/** The agent's Routes message, `{"Routes": [...]}`. */
+/** The agent's Routes message, `{"Routes": [...]}`, its key matched as Go folds it (`routes`, `Route\u017f`). */
 const ROUTES_KEYS: KeyRules = {
   fields: ['Routes'],
   shape: { Routes: list(routeSchema) },
@@ -733,7 +721,9 @@ function foldedRouteList(json: unknown, label: string, context: FoldContext): un
     // No Routes: the empty set, unless a key was ignored (a misspelt Routes would remove every route).
     return context.ignoredPaths.size === ignoredBefore ? [] : json.routes;
   }
-  if (isPlainObject(json) && Object.hasOwn(json, 'Routes')) {
+  // The agent's Routes message is Kata's (agent.proto; Go's grpc.Routes, field tagged "Routes"): its
+  // key is matched as Go folds it, as inside a request, so "routes" and "Route\u017f" are it too.
+  if (isPlainObject(json) && Object.keys(json).some((key) => goFoldedKey(key) === 'routes')) {
     return (foldKeys(json, ROUTES_KEYS, label, context) as Record<string, unknown>).Routes;
   }
   return foldList(json, ROUTE_KEYS, label, context);

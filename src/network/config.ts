@@ -35,6 +35,7 @@ import {
   VcnetError,
   WrittenAs,
 } from '../errors.js';
+import { goFoldedKey } from '../go-key-fold.js';
 import { OWN_NAMESPACE_PATH, refuseHostNamespace } from '../netns/host-namespace.js';
 import { PARSE_OPTIONS } from '../parse-options.js';
 import {
@@ -548,8 +549,10 @@ const HYPERVISOR_KEYS = [
 
 /**
  * `table` with each key that differs from one vcnet reads there only in case (Internetworking_Model,
- * [Runtime]) under that key: Kata decodes with BurntSushi/toml, which matches a key to a struct field
- * by its exact name, else case-insensitively. Where several spellings of one key are written, the
+ * [Runtime], or a long s: "di\u017fable_new_netns") under that key: Kata decodes with BurntSushi/toml
+ * (v1.6.0 in its go.mod; v0.3.1 and every release between match keys alike), which matches a key to
+ * a struct field by its exact name, else by strings.EqualFold (goFoldedKey: ASCII case, the long s and
+ * the Kelvin sign; no other letter). Where several spellings of one key are written, the
  * decoder fills the one field from each in turn, in the order of a Go map walk (it varies from run to
  * run): a scalar ends with the last one's value; a table ([runtime] and [Runtime]: a struct; the
  * hypervisor tables: a Go map) is filled from each without being cleared first, so the keys of all
@@ -567,7 +570,7 @@ function foldKeyCase(
   // For each key vcnet reads, its spellings in the file, the exact one first, then in file order.
   const spellings = new Map<string, string[]>();
   for (const key of Object.keys(table)) {
-    const meant = known.find((name) => name.toLowerCase() === key.toLowerCase());
+    const meant = known.find((name) => name === goFoldedKey(key));
     if (meant === undefined) {
       folded[key] = table[key];
       continue;
@@ -634,9 +637,9 @@ function nearMissNotices(
   const notices: string[] = [];
   for (const key of Object.keys(table)) {
     // A difference in case only is read as the runtime reads it (foldKeyCase, exactKeyNotices).
-    if (known.includes(key.toLowerCase())) continue;
+    if (known.includes(goFoldedKey(key))) continue;
     // Kata reads it only there too, so here it changes nothing for either.
-    if (elsewhere.keys.includes(key.toLowerCase())) {
+    if (elsewhere.keys.includes(goFoldedKey(key))) {
       notices.push(`[${section}] ${key} is read only in ${elsewhere.section}, so here it is ignored: move it there`);
       continue;
     }
@@ -644,7 +647,7 @@ function nearMissNotices(
     let meant: string | undefined;
     let nearest = 3;
     for (const name of known) {
-      const distance = editDistance(key.toLowerCase(), name);
+      const distance = editDistance(goFoldedKey(key), name);
       if (distance < nearest) [meant, nearest] = [name, distance];
     }
     if (meant !== undefined)
@@ -803,7 +806,7 @@ function exactKeyNotices(document: Record<string, unknown>, warnings: string[]):
     `${written} is ignored: runtime-rs reads keys by their exact name (the Go runtime would read it as ${meant}), and this file is runtime-rs's (its [runtime] name is set)`;
   const caseOnly = (table: Record<string, unknown>, known: readonly string[], shown: (key: string) => string) => {
     for (const key of Object.keys(table)) {
-      const meant = known.find((name) => name !== key && name === key.toLowerCase());
+      const meant = known.find((name) => name !== key && name === goFoldedKey(key));
       if (meant !== undefined) warnings.push(notice(shown(key), shown(meant)));
     }
   };

@@ -24,6 +24,7 @@ const LAYERS = [
       'directory-entries.ts',
       'arguments.ts',
       'event-loop.ts',
+      'go-key-fold.ts',
       'namespace-file.ts',
       'parse-options.ts',
       'terminal-text.ts',

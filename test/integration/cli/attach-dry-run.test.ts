@@ -306,4 +306,27 @@ describe('vcnet attach --dry-run', () => {
       rmSync(directory, { recursive: true, force: true });
     }
   });
+
+  it("reads --config's keys as Kata's Go runtime matches them (strings.EqualFold: a long s is an s), and no others", () => {
+    const { pod } = makePod();
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-key-fold-'));
+    try {
+      const config = join(directory, 'configuration.toml');
+      const flags = ['attach', '--sandbox', 'fold', '--netns', pod.path, '--config', config, '--dry-run'];
+      // BurntSushi/toml reads "default_vcpu\u017f" as default_vcpus: four vCPUs, so multi-queue taps.
+      writeFileSync(config, '[hypervisor.qemu]\n"default_vcpu\u017f" = 4\n');
+      const folded = vcnet([...flags, '--state-dir', stateDirectory()]);
+      expect(folded.stderr).toBe('');
+      expect(folded.stdout).toMatch(/mode tap vnet_hdr multi_queue/);
+      // The dotless \u0131 folds onto nothing in Go: the key is ignored, and the warning names it and the key meant.
+      writeFileSync(config, '[hypervisor.qemu]\n"default_vcpu\u0131" = 4\n');
+      const ignored = vcnet([...flags, '--state-dir', stateDirectory()]);
+      expect(ignored.stdout).not.toMatch(/multi_queue/);
+      expect(ignored.stderr).toContain(
+        '[hypervisor.qemu] default_vcpu\u0131 is not a key vcnet reads, so it is ignored: did you mean default_vcpus?',
+      );
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
 });

@@ -10,10 +10,14 @@
  * another case of it, a spelling Go folds onto it (long s, Kelvin sign) or one it folds onto nothing
  * (ı, İ, ﬅ), an alias, the request's own key, inside list items), read as a small model of Go's
  * encoding/json over Kata's structs reads it (test/helpers/kata-json-go-model.ts) with vcnet's
- * extensions, stated once here (VCNET_EXTENSIONS), every ignored key named once.
+ * extensions, stated once here (VCNET_EXTENSIONS), every ignored key named once. Addresses are IPv4
+ * and IPv6 (interfaces with either or both, routes with v6 destinations, gateways and sources,
+ * neighbours with a v6 toIPAddress), with every family form: the family vcnet sends is the one the
+ * addresses give (familyAsSent), another of its extensions.
  * Replay or widen a search with VCNET_FUZZ_SEED and VCNET_FUZZ_RUNS (the failure message gives the seed).
  */
 import { rmSync, writeFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -44,6 +48,7 @@ import {
   fieldsGiven,
   type GoReading,
   type GoScalar,
+  goFold,
   INTERFACE,
   type JsonNode,
   jsonText,
@@ -232,13 +237,13 @@ describe('add-iface, del-iface, update-routes and neighbours fed Kata JSON with 
   const unknownKey = entry('colour', fieldValue(['red'], [5]));
   const uint = fieldValue([0, 253, '1400'], [-1, 1.5, 'x']);
   const int = fieldValue([0, 128, -1, '2'], [1.5, 2 ** 31, 'x']);
-  const family = fieldValue([0, 'v4', 2], ['x', 7]);
+  const family = fieldValue([0, 'v4', 2, 1, 'v6', 10], ['x', 7]);
   const devicePath = fieldValue(['', '02/00', '02.0/00.0', '03/00'], [5, 'zz']);
   const address = object(
     [
       entry('family', family),
-      entry('address', fieldValue(['10.0.0.1', '10.0.0.2'], [5])),
-      entry('mask', fieldValue(['24', '16'], [true])),
+      entry('address', fieldValue(['10.0.0.1', '10.0.0.2', '2001:db8::1', 'fe80::1'], [5])),
+      entry('mask', fieldValue(['24', '16', '64'], [true])),
       unknownKey,
     ],
     5,
@@ -290,10 +295,10 @@ describe('add-iface, del-iface, update-routes and neighbours fed Kata JSON with 
   );
   const aRoute = object(
     [
-      entry('dest', fieldValue(['10.0.0.0/8', '10.1.0.0/16', ''], [0])),
-      entry('gateway', fieldValue(['10.0.0.254', ''], [0])),
+      entry('dest', fieldValue(['10.0.0.0/8', '10.1.0.0/16', '', 'default', '2001:db8:1::/48', '::/0'], [0])),
+      entry('gateway', fieldValue(['10.0.0.254', '', 'fe80::1', '2001:db8::fe'], [0])),
       entry('device', fieldValue(['eth0', 'eth1'], [true])),
-      entry('source', fieldValue([''], [1])),
+      entry('source', fieldValue(['', '10.0.0.1', '2001:db8::1'], [1])),
       entry('scope', uint),
       entry('family', family),
       entry('flags', uint),
@@ -456,7 +461,8 @@ const REFUSED: GoReading = { refused: true };
 /**
  * add-iface's and del-iface's JSON: an Interface, or the UpdateInterfaceRequest around one, every
  * key so spelled (vcnet's own forms test); its device path in a form Kata's agent takes, devicePath
- * and pciPath the same path when both are given.
+ * and pciPath the same path when both are given; each address's family as sent (familyAsSent), a
+ * v6 family with an IPv4 address refused.
  */
 function vcnetModelInterface(node: JsonNode): GoReading {
   const request = isRequest(node, 'interface');
@@ -471,12 +477,17 @@ function vcnetModelInterface(node: JsonNode): GoReading {
   const old = value.pciPath as string;
   if (given && old && sentDevicePath(given) !== sentDevicePath(old)) return REFUSED;
   if (!isDevicePath(given || old)) return REFUSED;
+  // A v6 family with an IPv4 address is refused (the address cannot say which was meant).
+  if (addresses.some((address) => address.family === 1 && isIPv4(address.address as string))) return REFUSED;
   const { pciPath: _, ...rest } = value;
-  return { ...reading, value: { ...rest, IPAddresses: addresses, devicePath: sentDevicePath(given || old) } };
+  return {
+    ...reading,
+    value: { ...rest, IPAddresses: addresses.map(addressAsSent), devicePath: sentDevicePath(given || old) },
+  };
 }
 
 /**
- * update-routes' JSON: a list, the agent's Routes message (a key `Routes` so spelled), or the
+ * update-routes' JSON: a list, the agent's Routes message (a key Go folds onto `Routes`), or the
  * UpdateRoutesRequest around one; a nil list (undefined) changes nothing; a request whose Routes
  * message has no Routes is the empty set only when none of its keys was ignored (a misspelt Routes
  * would remove every route).
@@ -492,7 +503,7 @@ function vcnetModelRoutes(node: JsonNode): GoReading {
     if (message === null) return { ...reading, value: undefined };
     if (!fieldsGiven(message).has('Routes')) return reading.ignored.length > 0 ? REFUSED : { ...reading, value: [] };
     routes = message.Routes as Plain[] | null;
-  } else if ('object' in node && node.object.some(([key]) => key === 'Routes')) {
+  } else if ('object' in node && node.object.some(([key]) => goFold(key) === 'routes')) {
     reading = decodeAs(node, ROUTES, 'routes', VCNET_EXTENSIONS);
     if (reading.refused) return reading;
     routes = (reading.value as Plain).Routes as Plain[] | null;
@@ -503,7 +514,8 @@ function vcnetModelRoutes(node: JsonNode): GoReading {
   }
   if (routes === null) return { ...reading, value: undefined };
   const items = withoutNil(routes);
-  return items === undefined ? REFUSED : { ...reading, value: items };
+  if (items === undefined) return REFUSED;
+  return { ...reading, value: items.map(routeAsSent) };
 }
 
 /** The neighbours of a guest's JSON: a list (null: none); a neighbour without toIPAddress has the empty address. */
@@ -513,7 +525,31 @@ function vcnetModelNeighbours(node: JsonNode): GoReading {
   const items = withoutNil(reading.value as Array<Plain | null> | null);
   if (items === undefined) return REFUSED;
   const empty = { family: 0, address: '', mask: '' };
-  return { ...reading, value: items.map((item) => ({ ...item, toIPAddress: item.toIPAddress ?? empty })) };
+  return {
+    ...reading,
+    value: items.map((item) => ({ ...item, toIPAddress: addressAsSent((item.toIPAddress as Plain | null) ?? empty) })),
+  };
+}
+
+/**
+ * The family vcnet sends, made true to the addresses (Go keeps the number given; Kata's agent picks
+ * its parser by it): a v6 family stays, else the first address given (not "" or "default") decides.
+ */
+function familyAsSent(family: unknown, addresses: readonly unknown[]): number {
+  if (family === 1) return 1;
+  const first = addresses.find((address) => address !== '' && address !== 'default');
+  return typeof first === 'string' && isIPv6(first.split('/')[0] ?? '') ? 1 : 0;
+}
+
+function addressAsSent(address: Plain): Plain {
+  return { ...address, family: familyAsSent(address.family, [address.address]) };
+}
+
+/** A route as vcnet sends it: its family as familyAsSent gives it, dest "default" as that family's default. */
+function routeAsSent(route: Plain): Plain {
+  const family = familyAsSent(route.family, [route.dest, route.gateway, route.source]);
+  const dest = route.dest === 'default' ? (family === 1 ? '::/0' : '0.0.0.0/0') : route.dest;
+  return { ...route, family, dest };
 }
 
 /** vcnet's test for the request around one message: every key is `field`, one value at least an object. */

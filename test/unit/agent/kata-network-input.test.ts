@@ -212,9 +212,35 @@ describe("the agent requests Kata's runtime logs (protobuf JSON)", () => {
     const ignoredKeys: string[] = [];
     expect(interfaceRequestFromJson({ interface: { name: 'eth1' }, mtu: 1400 }, { ignoredKeys }).mtu).toBe(1400n);
     expect(ignoredKeys).toEqual(['interface.interface']);
-    expect(fieldNamed(() => routesRequestFromJson({ routes: [] }))).toBe('routes');
+    // A list under "routes" is the Routes message, its key folded as Go folds it (the next test).
+    expect(fieldNamed(() => routesRequestFromJson({ routes: 5 }))).toBe('routes');
     expect(routesRequestFromJson([{ device: 'eth0' }])?.map((route) => route.device)).toEqual(['eth0']);
     expect(interfaceRequestFromJson({ name: 'eth1' }).name).toBe('eth1');
+  });
+});
+
+describe('the agent\'s Routes message, {"Routes": [...]}', () => {
+  it("matches its key as Go's encoding/json matches grpc.Routes' field: any case, and the long s for s", () => {
+    // Routes is Kata's message (agent.proto), so its key folds as inside {"routes":{"Routes":[...]}}:
+    // {"Route\u017f":[...]} was refused as no list, where Go reads it.
+    for (const key of ['Routes', 'routes', 'ROUTES', 'Route\u017f']) {
+      const ignoredKeys: string[] = [];
+      const routes = routesRequestFromJson(parseKataJsonText(`{"${key}":[{"device":"eth0"}],"colour":1}`, 'routes'), {
+        ignoredKeys,
+      });
+      expect({ key, devices: routes?.map((route) => route.device), ignoredKeys }).toEqual({
+        key,
+        devices: ['eth0'],
+        ignoredKeys: ['routes.colour'],
+      });
+    }
+    // A nil list changes nothing, under any spelling of the key; [] is the empty set.
+    expect(routesRequestFromJson({ ROUTES: null })).toBeUndefined();
+    expect(routesRequestFromJson({ routes: [] })).toEqual([]);
+    // A misspelling, or a letter Go folds onto no ASCII one (the Cyrillic \u0455), is no Routes: refused, not the empty set.
+    for (const key of ['Rotues', 'Route\u0455']) {
+      expect(fieldNamed(() => routesRequestFromJson({ [key]: [] }))).toBe('routes');
+    }
   });
 });
 

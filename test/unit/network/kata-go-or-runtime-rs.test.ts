@@ -121,6 +121,35 @@ describe('keys that differ only in case', () => {
     expect(settings.warnings).toBeUndefined();
   });
 
+  it('a long s or a Kelvin sign for s or k: read as the Go runtime reads them (strings.EqualFold), no other letter', () => {
+    // BurntSushi/toml matches a key to a field exactly, else by strings.EqualFold: the long s U+017F
+    // is an s and the Kelvin sign U+212A a k there. toLowerCase left the long s as it was: ignored.
+    const folded = parseKataConfiguration(
+      '[hypervisor.qemu]\n"di\u017fable_vhost_net" = true\n"default_vcpu\u017f" = 4\n[runtime]\n"internetwor\u212aing_model" = "macvtap"\n',
+    );
+    expect(folded).toMatchObject({ model: 'macvtap', vhostNet: 'off', vcpus: 4 });
+    expect(folded.warnings).toBeUndefined();
+    // The dotless \u0131 and the dotted \u0130 fold onto no ASCII letter in Go: ignored, each named with the key meant.
+    const unfolded = parseKataConfiguration(
+      '[hypervisor.qemu]\n"d\u0131sable_vhost_net" = true\n"D\u0130SABLE_VHOST_NET" = true\n',
+    );
+    expect(unfolded.vhostNet).toBeUndefined();
+    expect(unfolded.warnings).toEqual([
+      '[hypervisor.qemu] d\u0131sable_vhost_net is not a key vcnet reads, so it is ignored: did you mean disable_vhost_net?',
+      '[hypervisor.qemu] D\u0130SABLE_VHOST_NET is not a key vcnet reads, so it is ignored: did you mean disable_vhost_net?',
+    ]);
+    // runtime-rs (serde) matches exactly: in its file the long s is ignored, and said.
+    const runtimeRs = parseKataConfiguration(
+      '[runtime]\nname = "virt_container"\nhypervisor_name = "qemu"\n[hypervisor.qemu]\n"di\u017fable_vhost_net" = true\n',
+    );
+    expect(runtimeRs.vhostNet).toBeUndefined();
+    expect(runtimeRs.warnings).toEqual([
+      expect.stringMatching(
+        /^\[hypervisor\.qemu\] di\u017fable_vhost_net is ignored: runtime-rs reads keys by their exact name \(the Go runtime would read it as \[hypervisor\.qemu\] disable_vhost_net\)/,
+      ),
+    ]);
+  });
+
   it("a drop-in's [Runtime] of a runtime-rs file is not merged into [runtime], as runtime-rs leaves it out", () => {
     const main = readFileSync(fixture('runtime-rs-model-macvtap.toml'), 'utf8').replace(
       'model = "macvtap"',
