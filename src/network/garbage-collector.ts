@@ -42,8 +42,8 @@
  * state-leftovers.ts (3a), unfinished.ts (3b), orphan-links.ts (4), and report.ts the report they
  * fill. The records they read are state/owners.ts's.
  */
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { booleanOption, optionsArgument, signalOption, stringListOption } from '../arguments.js';
 import { InvalidInputError, NamespacePathError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
@@ -164,6 +164,8 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
       throw new NamespacePathError('namespaces', String(path ?? ''), 'empty');
   const live = liveNamespaces();
   const scoped = options.namespaces?.map((path) => resolve(path));
+  const samePath = pathComparer();
+  const named = (path: string) => scoped === undefined || scoped.some((given) => samePath(given, path));
   // Where gone records' namespaces may still be held, each place (every process's fds too) listed
   // once per gc, not once per record: only ever looked at to keep a record or find its namespace.
   let holderIndex: NamespaceHolders | undefined;
@@ -197,9 +199,9 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     // A record gc cannot read names a path too when its salvage does: gc drops it below once that
     // namespace is gone, so "no record names it" would contradict the removal it reports.
     const recordNames = (path: string) =>
-      owners.some((owner) => owner.namespacePath === path) ||
-      earlierBoot.some((record) => record.namespacePath === path) ||
-      untouchable.salvaged.some((record) => record.namespacePath === path);
+      owners.some((owner) => samePath(owner.namespacePath, path)) ||
+      earlierBoot.some((record) => samePath(record.namespacePath, path)) ||
+      untouchable.salvaged.some((record) => samePath(record.namespacePath, path));
     report.skipped.push(...skipped);
     report.ignored.push(...ignored);
     // Gone, and nothing recorded there: nothing to collect (a path that is there and is not a
@@ -246,8 +248,7 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     // whose device and inode the namespace at one has (a record read by identity, as everything here:
     // its path may have moved, or a byte of it be damaged in a record that is not UTF-8).
     const scopedKeys = new Set(scans.map(({ namespace }) => keyOf(namespace.identity)));
-    const inScope = ({ namespacePath, key }: RecordedNamespace): boolean =>
-      scoped === undefined || scoped.includes(namespacePath) || scopedKeys.has(key);
+    const inScope = ({ namespacePath, key }: RecordedNamespace): boolean => named(namespacePath) || scopedKeys.has(key);
     const liveCookie = ({ key, namespacePath }: RecordedNamespace): string | undefined => {
       const livePath = live.get(key);
       const seen =
@@ -311,8 +312,7 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
       report,
     );
     dropEarlierBootRecords(
-      earlierBoot.filter((record) => !record.claimsOnly),
-      scoped,
+      earlierBoot.filter((record) => !record.claimsOnly && named(record.namespacePath)),
       report,
     );
 
@@ -366,4 +366,29 @@ async function collect(options: GarbageOptions, opened: OpenedNamespace | undefi
     removeStaleRegistryTemporaries();
   }
   return report;
+}
+
+/**
+ * Whether two namespace paths name one mount point: as spelled, or through their directories' real
+ * paths. /var/run is a link to /run on most distributions, and a runtime records one spelling
+ * (containerd /var/run/netns/cni-…) while a user types the other; once the namespace is gone only
+ * its directory is left to resolve, so the entry itself is never followed. Each directory is
+ * resolved once per gc.
+ */
+function pathComparer(): (a: string, b: string) => boolean {
+  const realDirectories = new Map<string, string>();
+  const spelled = (path: string): string => {
+    const directory = dirname(path);
+    let real = realDirectories.get(directory);
+    if (real === undefined) {
+      try {
+        real = realpathSync(directory);
+      } catch {
+        real = directory;
+      }
+      realDirectories.set(directory, real);
+    }
+    return join(real, basename(path));
+  };
+  return (a, b) => a === b || spelled(a) === spelled(b);
 }

@@ -284,15 +284,10 @@ function unseenHolders(record: RecordedNamespace, holders: NamespaceHolders): Na
 /**
  * gc's step 3, for records written in an earlier boot: they name nothing that exists (their inode
  * and cookie may be a new pod's), so each is removed under its sandbox's lock, and nothing it names
- * is looked at. With --netns, only those naming the paths given.
+ * is looked at. With --netns, the caller passes only those naming the paths given.
  */
-export function dropEarlierBootRecords(
-  records: readonly EarlierBootRecord[],
-  scoped: readonly string[] | undefined,
-  report: GarbageReport,
-): void {
+export function dropEarlierBootRecords(records: readonly EarlierBootRecord[], report: GarbageReport): void {
   for (const record of records) {
-    if (scoped && !scoped.includes(record.namespacePath)) continue;
     dropUnderLock(
       record,
       {
