@@ -448,7 +448,7 @@ export class Network {
         throw new ConfigurationConflictError(
           `${info.link.name} and ${other.name}${other.attached ? ' (attached already)' : ''} have the same MAC ${mac}: each would be a guest NIC with that MAC, and Kata's agent finds a NIC by its MAC, so both interfaces' addresses and routes would go to one NIC`,
           mac,
-          `give ${info.link.name} a MAC of its own (\`${ipCommandIn(this.config.namespacePath)} link set ${shellWord(info.link.name)} address MAC\`) before attaching, or leave one of the two out; nothing was changed`,
+          `give ${info.link.name} a MAC of its own (\`${ipCommandIn(this.reachedAt)} link set ${shellWord(info.link.name)} address MAC\`) before attaching, or leave one of the two out; nothing was changed`,
         );
       }
       owners.set(mac, { name: info.link.name, attached: false });

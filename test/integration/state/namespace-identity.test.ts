@@ -314,6 +314,31 @@ describe('a recorded namespace', () => {
     expect(fingerprint(replacement)).toEqual(replacementBefore);
   });
 
+  // The same for add-iface's refusal of a link whose MAC an attached NIC has (Network's check).
+  it('whose path now names another namespace: the command the same-MAC refusal quotes acts in the recorded one', async () => {
+    const { stateDir, holder, replacement } = await attachedThenPathReused('sb5', {
+      between: (pod) => {
+        const eth0Mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
+        pod.exec('ip', ['link', 'add', 'eth7', 'address', eth0Mac, 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+        pod.exec('ip', ['link', 'set', 'eth7', 'up']);
+        pod.exec('ip', ['addr', 'add', '10.207.0.2/24', 'dev', 'eth7']);
+      },
+    });
+    const recorded = namespaceOf(holder.pid!);
+    replacement.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+    const replacementBefore = fingerprint(replacement);
+    const request = join(work, 'eth7-mac.json');
+    writeFileSync(request, JSON.stringify({ name: 'eth7' }));
+    const refused = vcnet(['add-iface', 'sb5', request, '--state-dir', stateDir]);
+    expect(refused.status, refused.stderr).not.toBe(0);
+    const command = /`([^`]+ link set eth7 address) MAC`/.exec(refused.stderr)?.[1];
+    expect(command, refused.stderr).toBeDefined();
+    const pasted = spawnSync('sh', ['-c', `${command} 02:5e:00:00:00:07`], { encoding: 'utf8' });
+    expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
+    expect(recorded.ipJson<Array<{ address: string }>>('link', 'show', 'eth7')[0]!.address).toBe('02:5e:00:00:00:07');
+    expect(fingerprint(replacement)).toEqual(replacementBefore);
+  });
+
   it('whose path now names another namespace is refused by watch; gone, and dropped, once nothing holds it', async () => {
     const { pod, stateDir, statePath, record, holder, replacement, before } = await attachedThenPathReused('sb2');
     // watch checks the identity before it watches anything (it would otherwise plumb the new one).
