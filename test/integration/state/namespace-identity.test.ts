@@ -286,55 +286,56 @@ describe('a recorded namespace', () => {
     expect(replacementPromote()).toBe(replacementPromoteBefore);
   });
 
-  // add-iface reaches the recorded namespace through its holder too: the ip command its refusal
-  // quotes must act there, not on a link of that name in the namespace now at the recorded path.
-  it('whose path now names another namespace: the command add-iface refusal quotes acts in the recorded one', async () => {
-    const { stateDir, holder, replacement } = await attachedThenPathReused('sb4', {
+  /**
+   * add-iface reaches the recorded namespace through its holder too: the ip command its refusal
+   * quotes must act there, not on a link of that name in the namespace now at the recorded path.
+   * An eth7 in each (the recorded one's with eth0's MAC when `sameMacAsEth0`), add-iface of `request`
+   * refused, and the command `quoted` finds in its message run with `appended` after it.
+   */
+  async function pasteAddIfaceRefusal(
+    sandbox: string,
+    options: { sameMacAsEth0?: boolean; request: object; quoted: RegExp; appended?: string },
+  ) {
+    const { stateDir, holder, replacement } = await attachedThenPathReused(sandbox, {
       between: (pod) => {
-        pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+        const mac = options.sameMacAsEth0
+          ? ['address', pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address]
+          : [];
+        pod.exec('ip', ['link', 'add', 'eth7', ...mac, 'type', 'veth', 'peer', 'name', 'eth7-peer']);
         pod.exec('ip', ['link', 'set', 'eth7', 'up']);
         pod.exec('ip', ['addr', 'add', '10.207.0.2/24', 'dev', 'eth7']);
       },
     });
     const recorded = namespaceOf(holder.pid!);
-    // The replacement has an eth7 of its own, whose MTU the command must leave alone.
     replacement.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
     const replacementBefore = fingerprint(replacement);
-    const request = join(work, 'eth7.json');
-    writeFileSync(request, JSON.stringify({ name: 'eth7', mtu: 1600 }));
-    const refused = vcnet(['add-iface', 'sb4', request, '--state-dir', stateDir]);
+    const request = join(work, `${sandbox}-eth7.json`);
+    writeFileSync(request, JSON.stringify(options.request));
+    const refused = vcnet(['add-iface', sandbox, request, '--state-dir', stateDir]);
     expect(refused.status, refused.stderr).not.toBe(0);
-    const command = /`([^`]+ link set eth7 mtu 1600)`/.exec(refused.stderr)?.[1];
+    const command = options.quoted.exec(refused.stderr)?.[1];
     expect(command, refused.stderr).toBeDefined();
-    const pasted = spawnSync('sh', ['-c', command!], { encoding: 'utf8' });
+    const pasted = spawnSync('sh', ['-c', `${command}${options.appended ?? ''}`], { encoding: 'utf8' });
     expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
-    const mtu = (namespace: ReturnType<typeof makeNamespace>) =>
-      namespace.ipJson<Array<{ mtu: number }>>('link', 'show', 'eth7')[0]!.mtu;
-    expect(mtu(recorded)).toBe(1600);
+    return { recorded, replacement, replacementBefore };
+  }
+
+  it('whose path now names another namespace: the command add-iface refusal quotes acts in the recorded one', async () => {
+    const { recorded, replacement, replacementBefore } = await pasteAddIfaceRefusal('sb4', {
+      request: { name: 'eth7', mtu: 1600 },
+      quoted: /`([^`]+ link set eth7 mtu 1600)`/,
+    });
+    expect(recorded.ipJson<Array<{ mtu: number }>>('link', 'show', 'eth7')[0]!.mtu).toBe(1600);
     expect(fingerprint(replacement)).toEqual(replacementBefore);
   });
 
-  // The same for add-iface's refusal of a link whose MAC an attached NIC has (Network's check).
   it('whose path now names another namespace: the command the same-MAC refusal quotes acts in the recorded one', async () => {
-    const { stateDir, holder, replacement } = await attachedThenPathReused('sb5', {
-      between: (pod) => {
-        const eth0Mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
-        pod.exec('ip', ['link', 'add', 'eth7', 'address', eth0Mac, 'type', 'veth', 'peer', 'name', 'eth7-peer']);
-        pod.exec('ip', ['link', 'set', 'eth7', 'up']);
-        pod.exec('ip', ['addr', 'add', '10.207.0.2/24', 'dev', 'eth7']);
-      },
+    const { recorded, replacement, replacementBefore } = await pasteAddIfaceRefusal('sb5', {
+      sameMacAsEth0: true,
+      request: { name: 'eth7' },
+      quoted: /`([^`]+ link set eth7 address) MAC`/,
+      appended: ' 02:5e:00:00:00:07',
     });
-    const recorded = namespaceOf(holder.pid!);
-    replacement.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
-    const replacementBefore = fingerprint(replacement);
-    const request = join(work, 'eth7-mac.json');
-    writeFileSync(request, JSON.stringify({ name: 'eth7' }));
-    const refused = vcnet(['add-iface', 'sb5', request, '--state-dir', stateDir]);
-    expect(refused.status, refused.stderr).not.toBe(0);
-    const command = /`([^`]+ link set eth7 address) MAC`/.exec(refused.stderr)?.[1];
-    expect(command, refused.stderr).toBeDefined();
-    const pasted = spawnSync('sh', ['-c', `${command} 02:5e:00:00:00:07`], { encoding: 'utf8' });
-    expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
     expect(recorded.ipJson<Array<{ address: string }>>('link', 'show', 'eth7')[0]!.address).toBe('02:5e:00:00:00:07');
     expect(fingerprint(replacement)).toEqual(replacementBefore);
   });
