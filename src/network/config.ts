@@ -717,7 +717,7 @@ export function parseKataConfiguration(
     const sourceShown = dropIns.length === 0 ? source : `${source} with its config.d drop-ins`;
     return settingsOf(document, sourceShown, warnings, runtimeRsRunsIt);
   } catch (error) {
-    throw namingDropIn(error, (field) => originOf(field, origins));
+    throw namingDropIn(error, (field) => originOf(field, origins), source);
   }
 }
 
@@ -771,11 +771,16 @@ function originOf(field: string, origins: ReadonlyMap<string, string>): string |
   return undefined;
 }
 
-/** A refusal of a value a drop-in set, with the drop-in named in the field and the hint. */
-function namingDropIn(error: unknown, dropInOf: (field: string) => string | undefined): unknown {
+/**
+ * A refusal of a value a drop-in set, with the drop-in named in the field and the hint; of one the
+ * file itself set (`mainSource`), with the file named in the hint, so the user knows which file to
+ * edit (a node may have several configuration.toml, one per runtime class).
+ */
+function namingDropIn(error: unknown, dropInOf: (field: string) => string | undefined, mainSource?: string): unknown {
   if (!(error instanceof InvalidInputError)) return error;
   const dropIn = dropInOf(error.field);
-  if (dropIn === undefined) return error;
+  if (dropIn === undefined)
+    return mainSource === undefined ? error : error.underField(error.field, `in ${mainSource}, ${error.hint}`);
   return error.underField(`${error.field} (set in ${dropIn})`, `${dropIn}: ${error.hint}`);
 }
 

@@ -302,6 +302,13 @@ describe('vcnet attach --dry-run', () => {
       const refused = vcnet([...flags, '--state-dir', stateDirectory()]);
       expect(refused.status).toBe(2);
       expect(refused.stderr).toContain(`invalid runtime.internetworking_model (set in ${bad}): "TCFILTER"`);
+      // The file itself, without drop-ins, is named in the hint: a node may have one per runtime class.
+      rmSync(join(directory, 'config.d'), { recursive: true });
+      writeFileSync(main, '[runtime]\ninternetworking_model = "tcfiltr"\n');
+      const refusedInMain = vcnet([...flags, '--state-dir', stateDirectory()]);
+      expect(refusedInMain.status).toBe(2);
+      expect(refusedInMain.stderr).toContain('invalid runtime.internetworking_model: "tcfiltr"');
+      expect(refusedInMain.stderr).toContain(`hint: in ${main}, set runtime.internetworking_model to`);
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }
