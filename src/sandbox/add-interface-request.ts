@@ -182,7 +182,8 @@ export function resolveAddInterfaceRequest(
   if (!device) {
     throw new InvalidInputError(
       'interface.name',
-      message.name,
+      // Go's zero value: the key was left out (or given empty), not a name someone typed.
+      message.name || undefined,
       'the name of the link in the pod namespace (and of the guest NIC); with type "tap", the guest NIC name',
     );
   }

@@ -79,6 +79,16 @@ const fieldNamed = (action: () => unknown): string => fieldOf(action).split(': '
 
 const resolve = (json: unknown) => resolveAddInterfaceRequest(interfaceFromJson(json), pod, existing);
 
+describe('a request that names no link', () => {
+  it('says interface.name was not given, not that "" was', () => {
+    for (const json of [{ mtu: 1500 }, { name: '', device: '' }]) {
+      const message = fieldOf(() => resolve(json));
+      expect(message).toContain('interface.name: not given');
+      expect(message).not.toContain('""');
+    }
+  });
+});
+
 describe('Go-style key matching', () => {
   it('reads the 1.x capitalised form, including LinkType, RawFlags and PciAddr', () => {
     const message = interfaceFromJson(capitalisedExample);
