@@ -775,7 +775,16 @@ function leftAndNotChecked(leftObjects: readonly string[], notChecked: readonly 
  */
 function handedOverSaid(handedOver: readonly string[]): string {
   if (handedOver.length === 0) return '';
-  return `; handed over, not left: ${handedOver.join(', and ')} (vcnet's own filters in ${handedOver.length > 1 ? 'them' : 'it'} were deleted and no record keeps ${handedOver.length > 1 ? 'them' : 'it'}, as ${handedOver.length > 1 ? 'they are' : 'it is'} that tool's now: neither detach nor gc will delete ${handedOver.length > 1 ? 'them' : 'it'})`;
+  return `; handed over, not left: ${handedOver.join(', and ')} (${handedOverFate(handedOver)})`;
+}
+
+/**
+ * What becomes of objects a rollback handed over, said after naming them, by RollbackIncompleteError
+ * and AttachError alike: vcnet's filters in them went, and nothing of vcnet's will touch them again.
+ */
+export function handedOverFate(handedOver: readonly string[]): string {
+  const them = handedOver.length > 1 ? 'them' : 'it';
+  return `vcnet's own filters in ${them} were deleted and no record keeps ${them}, as ${handedOver.length > 1 ? 'they are' : 'it is'} that tool's now: neither detach nor gc will delete ${them}`;
 }
 
 /** What finishes an incomplete detach (DetachIncompleteError's hint). */

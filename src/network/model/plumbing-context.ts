@@ -7,7 +7,7 @@
  * interface, which gives it its MAC and addresses) and none (only a tap, wired up by the operator).
  */
 import { channels, publish } from '../../diagnostics.js';
-import { hintFromCause, SystemCallError, VcnetError } from '../../errors.js';
+import { handedOverFate, hintFromCause, SystemCallError, VcnetError } from '../../errors.js';
 import { probeVhostNet, VHOST_NET_DEVICE } from '../../hypervisor/vhost-net-probe.js';
 import { nativeDevices } from '../../native/devices.js';
 import { CLSACT_INGRESS_PARENT, INGRESS_HANDLE, TC_H_INGRESS } from '../../netlink/codec/tc/message.js';
@@ -145,8 +145,7 @@ export class AttachError extends VcnetError {
 function rolledBackSaid(handedOver: readonly string[], alsoUndone: string | undefined): string {
   if (handedOver.length === 0) return 'everything it had made was removed';
   const whose = alsoUndone === undefined ? 'it' : `it and ${alsoUndone}`;
-  const them = handedOver.length > 1 ? 'them' : 'it';
-  return `everything ${whose} had made was removed but ${handedOver.join(', and ')}; vcnet's own filters in ${them} were deleted and no record keeps ${them}, as ${handedOver.length > 1 ? 'they are' : 'it is'} that tool's now: neither detach nor gc will delete ${them}`;
+  return `everything ${whose} had made was removed but ${handedOver.join(', and ')}; ${handedOverFate(handedOver)}`;
 }
 
 /** The scan a plan needs: the context's, or (library callers that pass only qdiscs) a fresh one. */
