@@ -11,6 +11,7 @@
 import { closeSync, fstatSync, readlinkSync } from 'node:fs';
 import { appendTo } from '../multimap.js';
 import { nativeNamespaces } from '../native/namespaces.js';
+import { commandIn, namespaceNoCommandEnters, PIN_PATH_PLACEHOLDER } from '../shell-word.js';
 
 /** What keeps a namespace from outside it: a socket made in it, or a tun/tap fd of a device in it. */
 export type HeldDeviceKind = 'socket' | 'tap';
@@ -49,6 +50,19 @@ export function heldDeviceAt(
   }
   const device = heldDeviceOf(target);
   return device && { pid: Number(match[1]), fd: Number(match[2]), ...device };
+}
+
+/**
+ * `program` run in the namespace reached at `path`, to quote for pasting on the host (commandIn), and
+ * `unenterable`: for a namespace only another process's socket or tap keeps (/proc/PID/fd/N, which
+ * nsenter cannot open), the command enters PIN_PATH_PLACEHOLDER and this says why and how to pin it
+ * (namespaceNoCommandEnters); else undefined. What a hint or notice quoting a command for a
+ * namespace reached through a holder (Network.reachedAt) says.
+ */
+export function pastedCommandIn(path: string, program: string): { command: string; unenterable?: string } {
+  const held = heldDeviceAt(path);
+  if (held === undefined) return { command: commandIn(path, program) };
+  return { command: commandIn(PIN_PATH_PLACEHOLDER, program), unenterable: namespaceNoCommandEnters(held) };
 }
 
 /** /dev/net/tun's device number (major 10, minor 200), as fstat gives it. */

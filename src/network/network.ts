@@ -14,9 +14,10 @@ import type { HotplugTarget } from '../hypervisor/device.js';
 import type { Link } from '../netlink/codec/link.js';
 import type { NamespaceSnapshot, NetlinkHandle, SnapshotPart } from '../netlink/handle.js';
 import { NetlinkHandle as Handle } from '../netlink/handle.js';
+import { pastedCommandIn } from '../netns/held-device-fds.js';
 import { HostNamespaceError, isHostNamespace, OWN_NAMESPACE_PATH } from '../netns/host-namespace.js';
 import type { OpenedNamespace } from '../netns/namespace-identity.js';
-import { ipCommandIn, shellWord } from '../shell-word.js';
+import { shellWord } from '../shell-word.js';
 import {
   ConfigurationConflictError,
   type NetworkConfig,
@@ -445,10 +446,12 @@ export class Network {
       const other = owners.get(mac);
       // The same link again is not a second NIC (a repeated add-iface is answered elsewhere).
       if (other !== undefined && other.name !== info.link.name) {
+        // Reached through another process's socket or tap, no command enters the namespace: said so.
+        const ip = pastedCommandIn(this.reachedAt, 'ip');
         throw new ConfigurationConflictError(
           `${info.link.name} and ${other.name}${other.attached ? ' (attached already)' : ''} have the same MAC ${mac}: each would be a guest NIC with that MAC, and Kata's agent finds a NIC by its MAC, so both interfaces' addresses and routes would go to one NIC`,
           mac,
-          `give ${info.link.name} a MAC of its own (\`${ipCommandIn(this.reachedAt)} link set ${shellWord(info.link.name)} address MAC\`) before attaching, or leave one of the two out; nothing was changed`,
+          `give ${info.link.name} a MAC of its own (\`${ip.command} link set ${shellWord(info.link.name)} address MAC\`) before attaching, or leave one of the two out; nothing was changed${ip.unenterable === undefined ? '' : `; ${ip.unenterable}`}`,
         );
       }
       owners.set(mac, { name: info.link.name, attached: false });

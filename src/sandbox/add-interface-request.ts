@@ -13,13 +13,14 @@ import { interfaceUpdateOf } from '../agent/network-request.js';
 import { InvalidInputError, VcnetError } from '../errors.js';
 import { HardwareType, InterfaceFlag } from '../netlink/codec/link/message.js';
 import { checkLinkName } from '../netlink/link-name.js';
+import { pastedCommandIn } from '../netns/held-device-fds.js';
 import { classifyInterface, loopbackRefused, vhostUserSocketCandidates } from '../network/endpoint/create-endpoint.js';
 import { isLoopbackAddress } from '../network/guest.js';
 import { checkNotVcnetDevice, isVcnetDevice } from '../network/link-name.js';
 import { isUnfinished } from '../network/model/plumbing-context.js';
 import { ENDPOINT_TYPES, type EndpointType, type NetworkInfo } from '../network/network-info.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
-import { ipCommandIn, shellWord } from '../shell-word.js';
+import { shellWord } from '../shell-word.js';
 
 /** What an existing endpoint of the sandbox looks like to the checks here. */
 export interface ExistingEndpoint {
@@ -160,9 +161,12 @@ export function resolveAddInterfaceRequest(
   let typeOverridden: string | undefined;
   // A hint's ip command, pasted on the host, must act in the pod's namespace (a bare `ip` would change
   // a host link of that name); the device name, which the pod's owner picks, is one quoted word.
+  // Reached through another process's socket or tap, no command enters it: the hint says so (unenterable).
   const podNamespace = options.sandbox?.reachedAt ?? options.sandbox?.namespacePath;
+  const podIp = podNamespace === undefined ? undefined : pastedCommandIn(podNamespace, 'ip');
   const podIpCommand = (args: string): string =>
-    podNamespace === undefined ? `\`ip ${args}\` in the pod namespace` : `\`${ipCommandIn(podNamespace)} ${args}\``;
+    podIp === undefined ? `\`ip ${args}\` in the pod namespace` : `\`${podIp.command} ${args}\``;
+  const unenterable = podIp?.unenterable === undefined ? '' : `; ${podIp.unenterable}`;
   if (message.device) checkLinkName('interface.device', message.device);
   // Kata reads only `name` (generateNetInfo); its users often put the host side's name in `device`
   // ("tap1", "veth-test"). vcnet's seed-era form reads `device` as the pod link, so `device` is
@@ -279,7 +283,7 @@ export function resolveAddInterfaceRequest(
       requestedType === 'tap'
         ? // vcnet makes the tap (tap<N>_kata): there is no pod link to change, only the request's hwAddr.
           `give ${device} another hwAddr and add it again; nothing was changed`
-        : `give ${device} a MAC of its own (${podIpCommand(`link set ${shellWord(device)} address MAC`)}) and add it again; nothing was changed`,
+        : `give ${device} a MAC of its own (${podIpCommand(`link set ${shellWord(device)} address MAC`)}) and add it again; nothing was changed${unenterable}`,
     );
   }
   // The guest NIC would silently not get it (generateGuestNetwork skips loopback addresses, as Kata's
@@ -314,7 +318,7 @@ export function resolveAddInterfaceRequest(
       'interface.mtu',
       update.mtu,
       `at most ${info.link.mtu}, the MTU of the pod link ${device}, or 0 to take it`,
-      `give the guest NIC an mtu of at most ${info.link.mtu}, or raise ${device}'s MTU first (${podIpCommand(`link set ${shellWord(device)} mtu ${update.mtu}`)}) and add it again; nothing was changed`,
+      `give the guest NIC an mtu of at most ${info.link.mtu}, or raise ${device}'s MTU first (${podIpCommand(`link set ${shellWord(device)} mtu ${update.mtu}`)}) and add it again; nothing was changed${unenterable}`,
     );
   }
   if (update.mtu) info = { ...info, link: { ...info.link, mtu: update.mtu } };

@@ -14,6 +14,7 @@ import { classifyError, type ErrorCode, hintFromCause, isTransientFailure } from
 import { controlSocketGone } from '../hypervisor/control-socket-probe.js';
 import { defaultQmpConnectTimeoutMs } from '../hypervisor/qmp.js';
 import { LinkNotFoundError } from '../netlink/errors.js';
+import { pastedCommandIn } from '../netns/held-device-fds.js';
 import { NamespaceGoneError, type OpenedNamespace, openRecordedNamespace } from '../netns/namespace-identity.js';
 import { classifyInterface } from '../network/endpoint/create-endpoint.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
@@ -46,7 +47,7 @@ import {
   vmmToUnplugFrom,
 } from '../network/unfinished-attach.js';
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
-import { ipCommandIn, shellWord } from '../shell-word.js';
+import { shellWord } from '../shell-word.js';
 import { testSeam, waitThroughSeam } from '../test-seams.js';
 import { GUEST_PUSH_TIMEOUT_MS, guestPendingEntry, isOwnEntry, withoutEntries } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
@@ -239,9 +240,10 @@ export function macChangeNotice(change: {
   const { id, link, nic, guestMac, podMac } = change;
   if (podMac === guestMac)
     return `sandbox ${id}: ${link} has the MAC of the VM's NIC ${nic} again (${guestMac}): frames sent to it reach the VM`;
-  const setBack = `${ipCommandIn(change.namespacePath)} link set ${shellWord(link)} address ${guestMac}`;
+  const ip = pastedCommandIn(change.namespacePath, 'ip');
+  const setBack = `${ip.command} link set ${shellWord(link)} address ${guestMac}`;
   const sandbox = `${shellWord(id)}${stateDirectoryFlag(change.stateDirectory)}`;
-  return `sandbox ${id}: ${link}'s MAC changed to ${podMac}, but the VM's NIC ${nic} keeps ${guestMac}, the MAC it was plugged with (a NIC's MAC is fixed once plugged): peers that learn it by ARP or neighbour discovery still reach the VM, as the guest answers with ${guestMac}; frames sent to ${podMac} (a static neighbour or bridge fdb entry, or a CNI result read since) reach the VM and are dropped by its NIC as not its own. Set ${link}'s MAC back (\`${setBack}\`), or plug the NIC again with the new one: \`vcnet del-iface ${sandbox} FILE\` then \`vcnet add-iface ${sandbox} FILE\`, FILE being {"name": ${JSON.stringify(link)}}`;
+  return `sandbox ${id}: ${link}'s MAC changed to ${podMac}, but the VM's NIC ${nic} keeps ${guestMac}, the MAC it was plugged with (a NIC's MAC is fixed once plugged): peers that learn it by ARP or neighbour discovery still reach the VM, as the guest answers with ${guestMac}; frames sent to ${podMac} (a static neighbour or bridge fdb entry, or a CNI result read since) reach the VM and are dropped by its NIC as not its own. Set ${link}'s MAC back (\`${setBack}\`), or plug the NIC again with the new one: \`vcnet del-iface ${sandbox} FILE\` then \`vcnet add-iface ${sandbox} FILE\`, FILE being {"name": ${JSON.stringify(link)}}${ip.unenterable === undefined ? '' : `; ${ip.unenterable}`}`;
 }
 
 /**

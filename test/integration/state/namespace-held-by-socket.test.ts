@@ -256,6 +256,40 @@ it('the commands detach quotes for a namespace only a socket keeps are not nsent
   expect(addresses).toEqual(['10.200.0.2', '10.200.0.50 secondary']);
 });
 
+// add-iface reaches such a namespace through the socket too (the pod's path is gone, its VM may
+// still run): a refusal's hint quotes an ip command, which must not be nsenter through the socket.
+it('the command an add-iface refusal quotes for a namespace only a socket keeps is not nsenter through that socket, and works once it is pinned', async () => {
+  const { pod } = makePod();
+  const attach = vcnet(['attach', '--sandbox', 'sock-add', '--netns', pod.path, '--state-dir', stateDir]);
+  expect(attach.status, attach.stderr).toBe(0);
+  pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+  pod.exec('ip', ['link', 'set', 'eth7', 'up']);
+  pod.exec('ip', ['addr', 'add', '10.207.0.2/24', 'dev', 'eth7']);
+  const { pid, fd } = await holdFromOutside(pod, 'socket');
+  pod.delete();
+  const heldAt = `/proc/${pid}/fd/${fd}`;
+
+  const request = join(stateDir, 'eth7.json');
+  writeFileSync(request, JSON.stringify({ name: 'eth7', mtu: 1600 }));
+  const refused = vcnet(['add-iface', 'sock-add', request, '--state-dir', stateDir]);
+  expect(refused.status, refused.stderr).not.toBe(0);
+  expect(refused.stderr).not.toContain(`--net=${heldAt}`);
+  expect(refused.stderr).toContain(
+    `no shell command can enter the namespace now: only the socket ${heldAt} of process ${pid} holds it`,
+  );
+  const command = /`(nsenter --net=PATH ip link set eth7 mtu 1600)`/.exec(refused.stderr)?.[1];
+  expect(command, refused.stderr).toBeDefined();
+
+  const pin = join(stateDir, 'pinned-netns');
+  pinThroughHolder(pid, fd, pin);
+  const pasted = spawnSync('sh', ['-c', command!.replaceAll('--net=PATH', `--net=${pin}`)], { encoding: 'utf8' });
+  expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
+  const shown = execFileSync('nsenter', [`--net=${pin}`, 'ip', '-j', 'link', 'show', 'dev', 'eth7'], {
+    encoding: 'utf8',
+  });
+  expect((JSON.parse(shown) as Array<{ mtu: number }>)[0]!.mtu).toBe(1600);
+});
+
 it('a kernel without pidfd_getfd (Linux 5.6; ENOSYS injected by strace): gc cannot tell, keeps the record and says why', async (context) => {
   if (straceFaultsSkipReason('the missing-pidfd_getfd test')) return context.skip();
   const { pod } = makePod();
