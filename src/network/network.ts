@@ -8,7 +8,7 @@
  */
 import { booleanOption, functionOption, numberOption, optionsArgument } from '../arguments.js';
 import { channels, publish, traced, tracing } from '../diagnostics.js';
-import { hintFromCause, RollbackIncompleteError, SystemCallError } from '../errors.js';
+import { hintFromCause, InvalidInputError, RollbackIncompleteError, SystemCallError } from '../errors.js';
 import { yieldToEventLoop } from '../event-loop.js';
 import type { HotplugTarget } from '../hypervisor/device.js';
 import type { Link } from '../netlink/codec/link.js';
@@ -45,7 +45,7 @@ import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
-import type { UndoOf, UndoReport } from './plan/undo.js';
+import type { AttachOperation, UndoOf, UndoReport } from './plan/undo.js';
 import { describeHandedOver, describeRecords, planUndo, undoRecords } from './plan/undo.js';
 import {
   interfacesOf,
@@ -98,7 +98,14 @@ export interface AddEndpointsOptions {
    * vcnet, Firecracker) is refused, from this attach's own scan, before anything is made.
    */
   hypervisor?: 'qemu' | 'clh' | 'firecracker';
+  /**
+   * The command this attach is part of, which the notices of its rollback name as their `operation`
+   * (vcnet:notice): 'attach' (the default), 'add-iface' or 'watch'.
+   */
+  operation?: AttachOperation;
 }
+
+const ATTACH_OPERATIONS: readonly AttachOperation[] = ['attach', 'add-iface', 'watch'];
 
 const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
   'interfaces',
@@ -110,6 +117,7 @@ const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
   'firstIndex',
   'journal',
   'hypervisor',
+  'operation',
 ];
 
 /** Why the scan leaves a tap<N>_kata, ifb<N>_kata or link in vcnet's group alone. */
@@ -214,6 +222,8 @@ export class Network {
     options = optionsArgument(options, 'options', ADD_ENDPOINTS_KEYS);
     functionOption(options.journal, 'journal');
     booleanOption(options.keepFds, 'keepFds');
+    if (options.operation !== undefined && !ATTACH_OPERATIONS.includes(options.operation))
+      throw new InvalidInputError('operation', options.operation, ATTACH_OPERATIONS.join(', '));
     // An index past what a tap<index>_kata name can hold (IFNAMSIZ) is refused by the kernel mid-attach.
     numberOption(options.firstIndex, 'firstIndex', { min: 0, max: 9_999_999 });
     return traced(
@@ -298,7 +308,11 @@ export class Network {
       }
       // The endpoints this call attached before the failing one go too; if the kernel refuses any of
       // that, the error says what is left (and the record keeps it), never "everything was removed".
-      const { failures, left, notChecked, handedOver } = await this.undoAttached(added, options.hotplug);
+      const { failures, left, notChecked, handedOver } = await this.undoAttached(
+        added,
+        options.hotplug,
+        options.operation,
+      );
       try {
         options.journal?.(this);
       } catch (journalError) {
@@ -484,7 +498,7 @@ export class Network {
 
   private plumbingContext(
     snapshot: NamespaceSnapshot,
-    options: Pick<AddEndpointsOptions, 'keepFds' | 'journal'>,
+    options: Pick<AddEndpointsOptions, 'keepFds' | 'journal' | 'operation'>,
   ): PlumbingContext {
     return {
       handle: this.handle,
@@ -497,6 +511,7 @@ export class Network {
       ...(this.config.rateLimit ? { rateLimit: this.config.rateLimit } : {}),
       ...tapOwnershipFields(this.config),
       ...(options.journal ? { journal: () => options.journal?.(this) } : {}),
+      ...(options.operation ? { operation: options.operation } : {}),
     };
   }
 
@@ -574,9 +589,11 @@ export class Network {
   async undoAttached(
     endpoints: readonly Endpoint[],
     hotplug?: HotplugTarget,
+    /** The command the attach was part of, which the undo's notices name. */
+    operation: AttachOperation = 'attach',
   ): Promise<{ failures: string[]; left: PlumbingStep[]; notChecked: PlumbingStep[]; handedOver: string[] }> {
     try {
-      const report = await this.undoEndpoints(endpoints, hotplug, false, 'rollback');
+      const report = await this.undoEndpoints(endpoints, hotplug, false, operation);
       return {
         failures: report.failures.map((failure) => failure.message),
         left: report.left,

@@ -17,7 +17,7 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { AttachError } from '../network/model/plumbing-context.js';
 import type { AddEndpointsOptions, Network } from '../network/network.js';
 import { LinkNameTakenError } from '../network/plan/plan-attach.js';
-import { describeRecords, type UndoReport } from '../network/plan/undo.js';
+import { type AttachOperation, describeRecords, type UndoReport } from '../network/plan/undo.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
 
 /** How an operation keeps its record: `persist` writes what the network holds now, `discard` what it means to have none. */
@@ -64,7 +64,7 @@ export async function attachRecorded(
   } catch (error) {
     // The attach is done but its final record could not be written (disk full, I/O error): an
     // attach nobody can see is undone, as any other failed one.
-    throw await undoCompletedAttach(network, added, record, error as Error, options.hotplug);
+    throw await undoCompletedAttach(network, added, record, error as Error, options.hotplug, options.operation);
   }
   return added;
 }
@@ -81,8 +81,9 @@ export async function undoCompletedAttach(
   record: RecordKeeper,
   error: Error,
   hotplug?: HotplugTarget,
+  operation?: AttachOperation,
 ): Promise<Error> {
-  const { failures, left } = await network.undoAttached(added, hotplug);
+  const { failures, left } = await network.undoAttached(added, hotplug, operation);
   if (left.length > 0) return new RollbackIncompleteError('attach', error, failures, describeRecords(left), left);
   if (network.endpoints().length === 0) record.discard();
   else persistIfPossible(record);

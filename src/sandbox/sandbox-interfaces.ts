@@ -802,6 +802,7 @@ export async function addInterface(
             keepFds: vm !== undefined,
             ...(vm ? { hotplug: vm.hotplug } : {}),
             ...newIndexOptions(state),
+            operation: 'add-iface',
           },
           keeper,
         ).catch(async (error: unknown) => {

@@ -559,6 +559,7 @@ async function applyChange(
               keepFds: vm !== undefined,
               ...(vm ? { hotplug: vm.hotplug } : {}),
               ...newIndexOptions(state),
+              operation: 'watch',
             },
             keeper,
           );

@@ -16,7 +16,14 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import { describeHandedOver, describeRecords, type UndoOf, type UndoReport, undoRecords } from '../plan/undo.js';
+import {
+  type AttachOperation,
+  describeHandedOver,
+  describeRecords,
+  type UndoOf,
+  type UndoReport,
+  undoRecords,
+} from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 import { noteQueueFds } from './held-queue-fds.js';
 
@@ -298,7 +305,7 @@ export abstract class Endpoint {
       const plugged = await target.hotplugNetworkDevice(this.networkDevice());
       this.pciPath = plugged.pciPath;
     } catch (error) {
-      await this.undoRefusedPlug(context.handle, error as Error);
+      await this.undoRefusedPlug(context.handle, error as Error, context.operation);
     }
   }
 
@@ -308,12 +315,16 @@ export abstract class Endpoint {
    * refused to undo, and the endpoint keeps the records of that as an unfinished attach's, which
    * Network.addEndpoints keeps listed and journals for detach and gc to finish, as attach's own undo does.
    */
-  protected async undoRefusedPlug(handle: NetlinkHandle, plugError: Error): Promise<never> {
+  protected async undoRefusedPlug(
+    handle: NetlinkHandle,
+    plugError: Error,
+    operation: AttachOperation = 'attach',
+  ): Promise<never> {
     const records = [...this.records];
     let failures: string[];
     let left: PlumbingStep[];
     try {
-      const report = await this.undo(handle, 'rollback');
+      const report = await this.undo(handle, operation);
       failures = report.failures.map((failure) => failure.message);
       left = report.left.filter((record) => records.includes(record));
     } catch (undoError) {

@@ -131,7 +131,7 @@ export class PhysicalEndpoint extends Endpoint {
       this.pciPath = plugged.pciPath;
     } catch (error) {
       this.releaseHostDevice();
-      await this.undoRefusedPlug(context.handle, error as Error);
+      await this.undoRefusedPlug(context.handle, error as Error, context.operation);
     }
   }
 

@@ -20,7 +20,7 @@ import { type AttachRequest, type PlanSnapshot, planAttach } from '../plan/plan-
 import type { KeptRecord } from '../plan/plan-detach.js';
 import type { PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep, RateLimit } from '../plan/types.js';
-import { rollBackAttach } from '../plan/undo.js';
+import { type AttachOperation, rollBackAttach } from '../plan/undo.js';
 
 /**
  * What every interworking model's attach needs: the namespace's handle and path, queue count, whether to keep
@@ -54,6 +54,8 @@ export interface PlumbingContext {
    * now, in no record, as detach leaves it; the attach's error says it stays.
    */
   handedOver?: (kept: readonly KeptRecord[]) => void;
+  /** The command the attach is part of, which a rollback's notices name (default attach). */
+  operation?: AttachOperation;
 }
 
 /** What a model built for one endpoint: enough for the hypervisor, and for an exact detach. */
@@ -209,6 +211,7 @@ export async function attachByPlan(
     keepFds: context.keepFds,
     ...(context.journal ? { journal: context.journal } : {}),
     ...(context.handedOver ? { handedOver: context.handedOver } : {}),
+    ...(context.operation ? { operation: context.operation } : {}),
     ...(intent ? { intent } : {}),
   });
   let tapFds = applied.tapFds;
@@ -237,7 +240,14 @@ export async function attachByPlan(
   } catch (error) {
     closeFds(tapFds);
     closeFds(vhostFds);
-    return rollBackAttach(context.handle, applied.records, error as Error, context.journal, context.handedOver);
+    return rollBackAttach(
+      context.handle,
+      applied.records,
+      error as Error,
+      context.journal,
+      context.handedOver,
+      context.operation,
+    );
   }
 }
 

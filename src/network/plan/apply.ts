@@ -17,7 +17,7 @@ import { createMacvtapAtUniqueIndex } from './macvtap-index.js';
 import type { KeptRecord } from './plan-detach.js';
 import { chosenIndexesOf, type PlanIntent, recordsOf, sameIndexes } from './plan-intent.js';
 import type { Change, LinkRef, Plan, PlanStep, PlumbingStep } from './types.js';
-import { rollBackAttach } from './undo.js';
+import { type AttachOperation, rollBackAttach } from './undo.js';
 
 /**
  * Test seam (never set in production): called before each step is sent, with its position. A hook
@@ -53,6 +53,8 @@ export interface ApplyContext extends TapContext {
   intent?: PlanIntent;
   /** Told what the rollback of a failed apply left in place for another tool (rollBackAttach). */
   handedOver?: (kept: readonly KeptRecord[]) => void;
+  /** The command the apply is part of, which a rollback's notices name (default attach). */
+  operation?: AttachOperation;
 }
 
 export interface AppliedPlan {
@@ -220,7 +222,14 @@ export async function applyPlan(plan: Plan, context: ApplyContext): Promise<Appl
     // In plan order, so the undo runs in reverse of it; a link maybe made is recorded at its chosen
     // index, `unconfirmed`, and what the plan put on pod links after it says so (recordsOf).
     const made = plan.steps.filter((step) => completed.includes(step) || maybeMade.includes(step));
-    return rollBackAttach(handle, recorded(made), error as Error, context.journal, context.handedOver);
+    return rollBackAttach(
+      handle,
+      recorded(made),
+      error as Error,
+      context.journal,
+      context.handedOver,
+      context.operation,
+    );
   }
 }
 

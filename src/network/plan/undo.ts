@@ -123,6 +123,8 @@ export async function rollBackAttach(
   error: Error,
   journal: ((left: PlumbingStep[]) => void) | undefined,
   handedOver?: (kept: readonly KeptRecord[]) => void,
+  /** The command the attach is part of, which the rollback's notices name. */
+  rollbackOf: AttachOperation = 'attach',
 ): Promise<never> {
   let report: {
     failures: Array<{ message: string }>;
@@ -131,7 +133,7 @@ export async function rollBackAttach(
     keptRecords?: KeptRecord[];
   };
   try {
-    report = await undoRecords(handle, records, undefined, undefined, 'rollback');
+    report = await undoRecords(handle, records, undefined, undefined, rollbackOf);
   } catch (undoError) {
     // The undo could not even start (its dump of the links was refused, say): nothing it was meant
     // to remove is known to be gone, so all of it is left, and said so: not checked.
@@ -453,17 +455,31 @@ export async function noticeRoutesTakenMeanwhile(
 }
 
 /**
- * Whose undo it is, as its notices say: a detach's, or the rollback of a failed attach (its own
- * endpoint's, or the endpoints the same attach had made before it), which the user ran as an attach.
+ * The command an attach of endpoints is part of, as the notices of its rollback name it
+ * (vcnet:notice's `operation`): `vcnet attach` (and vcnet-cni ADD), `vcnet add-iface`, or a `vcnet
+ * watch` attaching a link it found.
  */
-export type UndoOf = 'detach' | 'rollback';
+export type AttachOperation = 'attach' | 'add-iface' | 'watch';
 
-/** A notice of an undo, published under the operation the user ran: a rollback's is the attach's, said so. */
+/**
+ * Whose undo it is, as its notices say: a detach's, or the rollback of a failed attach (its own
+ * endpoint's, or the endpoints the same attach had made before it) made by the command named.
+ */
+export type UndoOf = 'detach' | AttachOperation;
+
+/**
+ * A notice of an undo, published under the operation the user ran: a rollback's is that command's
+ * (attach, add-iface or watch), its text begun with the rollback it is part of.
+ */
 function publishUndoNotice(notice: DetachNotice, undoOf: UndoOf): void {
   publish(channels.notice, () =>
     undoOf === 'detach'
       ? { operation: 'detach', endpoint: notice.link, message: notice.message }
-      : { operation: 'attach', endpoint: notice.link, message: `rolling back the failed attach: ${notice.message}` },
+      : {
+          operation: undoOf,
+          endpoint: notice.link,
+          message: `rolling back the failed ${undoOf === 'add-iface' ? 'add-iface' : 'attach'}: ${notice.message}`,
+        },
   );
 }
 

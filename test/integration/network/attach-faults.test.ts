@@ -22,6 +22,7 @@ import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
 import type { PlanStep } from '../../../src/network/plan/types.js';
 import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
+import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { addPodMacvtap } from '../../helpers/dry-run-cases.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
@@ -485,6 +486,46 @@ describe("a rollback beside another tool's filter put into vcnet's own ingress q
     });
     expect(notices.map((notice) => notice.operation)).not.toContain('detach');
     await expectHandedOver(pod, 'eth0', 'handover', before);
+  });
+
+  // add-iface attaches its endpoint as attach does: its rollback's notices are the add-iface's, which
+  // the user ran (they were published as an attach's, an operation nobody ran).
+  it("add-iface: the notice of the qdisc its rollback keeps is the add-iface's, not an attach's", async () => {
+    const { pod } = makePod();
+    await attachSandbox('handoveradd', config(pod, 'tcfilter'), { stateDirectory: stateDir });
+    pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+    pod.exec('ip', ['link', 'set', 'eth7', 'up']);
+    pod.exec('ip', ['addr', 'add', '10.207.0.2/24', 'dev', 'eth7']);
+    let previous: PlanStep | undefined;
+    setApplyTestHook((step) => {
+      const last = previous;
+      previous = step;
+      if (last?.change.op !== 'add-qdisc' || last.change.link.name !== 'eth7') return;
+      pod.exec('tc', otherFilter('eth7'));
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
+    });
+    let outcome: { result: unknown; notices: NoticeEvent[] };
+    try {
+      outcome = await withNotices(() =>
+        addInterface('handoveradd', JSON.stringify({ name: 'eth7' }), { stateDirectory: stateDir }).then(
+          () => new Error('add-iface succeeded'),
+          (caught: unknown) => caught,
+        ),
+      );
+    } finally {
+      setApplyTestHook(undefined);
+    }
+    expect((outcome.result as Error).message).toContain('injected fault');
+    expect(outcome.notices).toContainEqual({
+      operation: 'add-iface',
+      endpoint: 'eth7',
+      message:
+        "rolling back the failed add-iface: kept the ingress qdisc on eth7: it holds another tool's filter (prio 100); only vcnet's own filters in it were deleted",
+    });
+    expect(outcome.notices.map((notice) => notice.operation)).not.toContain('attach');
+    // eth0's attach stays, as the sandbox's; eth7 keeps only the handed-over qdisc.
+    expect(pod.exec('tc', 'filter show dev eth7 ingress'.split(' '))).not.toContain('Redirect');
+    await detachSandbox('handoveradd', { stateDirectory: stateDir });
   });
 
   it("macvtap: the same for the ingress qdisc on the pod's own macvtap (its rx limit's redirect)", async () => {
