@@ -133,7 +133,8 @@ function refuseRepeatedValues(command: Command): void {
           `give ${option.long ?? option.flags} once, with the value you mean (\`${commandPathOf(command)} --help\` lists its options)`,
         );
       }
-      given.push(text);
+      // Each value once: `--sandbox a --sandbox a --sandbox b` names "a" and "b", not "a" twice.
+      if (!given.includes(text)) given.push(text);
     });
   }
 }

@@ -156,6 +156,14 @@ describe('usage errors', () => {
     });
   });
 
+  it('names each value given once, however often it was repeated', () => {
+    const result = vcnet(['detach', '--sandbox', 'sb1', '--sandbox=sb1', '--sandbox', 'sb2']);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain(
+      `option '--sandbox <id>' given more than once with different values ("sb1", then "sb2"): it takes one`,
+    );
+  });
+
   it('takes the same value twice, and the options made to repeat', () => {
     const same = vcnet(['scan', '--netns', '/proc/self/ns/net', '--netns', '/proc/self/ns/net', '--json']);
     expect(same.status, same.stderr).toBe(0);
