@@ -100,9 +100,9 @@ export interface AddEndpointsOptions {
   hypervisor?: 'qemu' | 'clh' | 'firecracker';
   /**
    * The command this attach is part of, which the notices of its rollback name as their `operation`
-   * (vcnet:notice): 'attach' (the default), 'add-iface' or 'watch'.
+   * (vcnet:notice): 'attach' (the default), 'add-iface' or 'watch' (undo.ts's AttachOperation).
    */
-  operation?: AttachOperation;
+  operation?: 'attach' | 'add-iface' | 'watch';
 }
 
 const ATTACH_OPERATIONS: readonly AttachOperation[] = ['attach', 'add-iface', 'watch'];
@@ -590,7 +590,7 @@ export class Network {
     endpoints: readonly Endpoint[],
     hotplug?: HotplugTarget,
     /** The command the attach was part of, which the undo's notices name. */
-    operation: AttachOperation = 'attach',
+    operation: NonNullable<AddEndpointsOptions['operation']> = 'attach',
   ): Promise<{ failures: string[]; left: PlumbingStep[]; notChecked: PlumbingStep[]; handedOver: string[] }> {
     try {
       const report = await this.undoEndpoints(endpoints, hotplug, false, operation);

@@ -16,14 +16,7 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import {
-  type AttachOperation,
-  describeHandedOver,
-  describeRecords,
-  type UndoOf,
-  type UndoReport,
-  undoRecords,
-} from '../plan/undo.js';
+import { describeHandedOver, describeRecords, type UndoOf, type UndoReport, undoRecords } from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 import { noteQueueFds } from './held-queue-fds.js';
 
@@ -318,7 +311,7 @@ export abstract class Endpoint {
   protected async undoRefusedPlug(
     handle: NetlinkHandle,
     plugError: Error,
-    operation: AttachOperation = 'attach',
+    operation: 'attach' | 'add-iface' | 'watch' = 'attach',
   ): Promise<never> {
     const records = [...this.records];
     let failures: string[];
