@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { NetlinkHandle } from '../../../src/netlink/handle.js';
+import { isGetRequest } from '../../../src/netlink/protocol.js';
 import { setNetlinkRepliesTestHook } from '../../../src/netlink/transport.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
@@ -560,6 +561,47 @@ describe("what an attach's rollback hands over to another tool, with the rest of
     expect(readSandbox('both', stateDir)).toBeUndefined();
     expect(pod.exec('tc', 'filter show dev mvt ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
     pod.exec('tc', 'qdisc del dev mvt ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it("one endpoint's undo whose answers are lost and whose look fails: the qdisc it handed over is in no record, nor said left", async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    // eth0's redirect is the step after vcnet's ingress qdisc on eth0: another tool's filter goes into
+    // that qdisc, the attach fails there, and from the undo's batch on every answer is lost (its plan,
+    // which sees the other tool's filter, is read before it).
+    let armed = false;
+    let changeSends = 0;
+    setNetlinkRepliesTestHook((requests) => {
+      if (!armed) return undefined;
+      if (!requests.every((request) => isGetRequest(request.type))) changeSends++;
+      return changeSends > 0 ? { errno: 'ENOBUFS' } : undefined;
+    });
+    const error = (await attachFailure('lostlook', { ...config(pod, 'tcfilter'), rateLimit: {} }, (step) => {
+      if (step.change.op !== 'add-filter' || step.change.link.name !== 'eth0') return;
+      pod.exec('tc', otherFilter('eth0'));
+      armed = true;
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc on eth0");
+    })) as Error & { code?: string; left?: Array<{ step: string; link?: string }>; notChecked?: string[] };
+    setNetlinkRepliesTestHook(undefined);
+    expect(error.code, error.message).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toContain(
+      "not checked (the kernel's answers were lost and no look could be made: maybe gone, kept in the record) tun tap0_kata, ingress qdisc on tap0_kata; handed over, not left: the ingress qdisc on eth0, which stays",
+    );
+    expect(error.notChecked).toEqual(['tun tap0_kata', 'ingress qdisc on tap0_kata']);
+    // The record keeps what may be left, and nothing of what was handed over.
+    const steps = readSandbox('lostlook', stateDir)?.network.endpoints.flatMap(
+      (endpoint) => endpoint.plumbing?.steps ?? [],
+    );
+    expect(steps).toEqual(error.left);
+    expect(steps?.map((step) => ('link' in step ? `${step.step} on ${step.link}` : step.step))).toEqual([
+      'create-link',
+      'add-qdisc on tap0_kata',
+    ]);
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+    expect(readSandbox('lostlook', stateDir)).toBeUndefined();
+    expect(pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+    pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
     expect(fingerprint(pod)).toEqual(before);
   });
 });
