@@ -105,7 +105,9 @@ export async function undoCompletedAttach(
   if (handedOver.length > 0) {
     const [first, ...others] = added.map((endpoint) => endpoint.properties.link.name);
     const withIt =
-      others.length > 0 ? `the endpoint${others.length > 1 ? 's' : ''} attached with it (${others.join(', ')})` : undefined;
+      others.length > 0
+        ? `the endpoint${others.length > 1 ? 's' : ''} attached with it (${others.join(', ')})`
+        : undefined;
     return new AttachError(first ?? '', error, true, undefined, handedOver, withIt);
   }
   return error;
