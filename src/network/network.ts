@@ -246,6 +246,8 @@ export class Network {
     // Planned, not yet attached: listed (with its intent as its pending record) from the one write
     // of every endpoint's intent until its attach starts, dropped when an attach before it fails.
     const waiting: Endpoint[] = [];
+    // The endpoint being attached when the attach failed, if it had begun.
+    let failing: string | undefined;
     try {
       let index = Math.max(this.nextIndex(), options.firstIndex ?? 0);
       for (const info of interfaces) {
@@ -272,6 +274,7 @@ export class Network {
       while (waiting.length > 0) {
         const endpoint = waiting.shift() as Endpoint;
         const info = endpoint.properties;
+        failing = info.link.name;
         // Between endpoints the embedder's event loop runs (one endpoint's kernel work is the stall
         // bound); a single-endpoint attach never waits here.
         if (added.length > 0) await yieldToEventLoop();
@@ -297,6 +300,7 @@ export class Network {
           throw error;
         }
         added.push(endpoint);
+        failing = undefined;
       }
       if (added.length > 0) options.journal?.(this);
     } catch (error) {
@@ -348,6 +352,11 @@ export class Network {
       }
       // Everything went but what the earlier endpoints' undo handed over: the error says that stays too.
       if (handedOver.length > 0 && error instanceof AttachError) throw error.withHandedOver(attachedBefore, handedOver);
+      // A failure that is no attach's own (the VM refused the NIC's hot-plug, the endpoint's plumbing
+      // all undone): said as the failing endpoint's, with what stays.
+      if (handedOver.length > 0 && failing !== undefined && !(error instanceof RollbackIncompleteError)) {
+        throw new AttachError(failing, error as Error, true, undefined, handedOver, attachedBefore);
+      }
       throw error;
     }
     noticeRoutesNotForGuest(snapshot, added, options.hotplug !== undefined);

@@ -83,10 +83,34 @@ export async function undoCompletedAttach(
   hotplug?: HotplugTarget,
   operation?: AttachOperation,
 ): Promise<Error> {
-  const { failures, left } = await network.undoAttached(added, hotplug, operation);
-  if (left.length > 0) return new RollbackIncompleteError('attach', error, failures, describeRecords(left), left);
+  const { failures, left, notChecked, handedOver } = await network.undoAttached(added, hotplug, operation);
+  if (left.length > 0) {
+    // Said as a rollback during the attach says it: what was seen left, what could not be looked at,
+    // and what another tool holds now (in no record).
+    return new RollbackIncompleteError(
+      'attach',
+      error,
+      failures,
+      describeRecords(left.filter((step) => !notChecked.includes(step))),
+      left,
+      undefined,
+      undefined,
+      describeRecords(notChecked),
+      undefined,
+      handedOver,
+    );
+  }
   if (network.endpoints().length === 0) record.discard();
   else persistIfPossible(record);
+  // Everything went but what another tool holds now: the error says that stays, as an attach's does.
+  if (handedOver.length > 0) {
+    const [first, ...others] = added.map((endpoint) => endpoint.properties.link.name);
+    const withIt =
+      others.length > 0
+        ? `the endpoint${others.length > 1 ? 's' : ''} attached with it (${others.join(', ')})`
+        : undefined;
+    return new AttachError(first ?? '', error, true, undefined, handedOver, withIt);
+  }
   return error;
 }
 

@@ -5,6 +5,8 @@
  *
  *   VCNET_TEST_PAUSE_AFTER_TAP=<tap>:<ms>    right after the tap named was created
  *   VCNET_TEST_PAUSE_AT_STEP=<position>:<ms> before the step at that position (0-based, whole process)
+ *                                            (a pause ends early at SIGUSR2: a test that changed the
+ *                                            namespace there lets the attach go on at once)
  *   VCNET_TEST_LOSE_ANSWERS=<send>[+]        the answers to the send-th netlink send that carries a
  *                                            change (from 1; dumps not counted) are lost (ENOBUFS), as
  *                                            after a receive buffer overrun; with `+`, those of every
@@ -16,7 +18,16 @@ import { setApplyTestHook } from '../../dist/network/plan/apply.js';
 
 const [tapName, tapPause] = (process.env.VCNET_TEST_PAUSE_AFTER_TAP ?? '').split(':');
 const [stepText, stepPause] = (process.env.VCNET_TEST_PAUSE_AT_STEP ?? '').split(':');
-const sleep = (milliseconds) => new Promise((resolve) => setTimeout(resolve, milliseconds));
+const sleep = (milliseconds) =>
+  new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      process.off('SIGUSR2', done);
+      resolve();
+    };
+    const timer = setTimeout(done, milliseconds);
+    process.on('SIGUSR2', done);
+  });
 
 let created = false;
 let position = -1;

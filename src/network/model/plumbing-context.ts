@@ -112,12 +112,7 @@ export class AttachError extends VcnetError {
       `attaching ${endpoint} failed: ${cause.message}${rolledBack ? ` (${rolledBackSaid(handedOver, alsoUndone)})` : ''}`,
       {
         value: endpoint,
-        hint:
-          hint ??
-          hintFromCause(cause) ??
-          (handedOver.length > 0
-            ? 'see the cause; the namespace is as it was before the attach but for what another tool holds, which the message names'
-            : 'see the cause; the namespace is as it was before the attach'),
+        hint: hint ?? attachFailedHint(hintFromCause(cause), handedOver.length > 0),
         cause,
       },
     );
@@ -141,6 +136,16 @@ export class AttachError extends VcnetError {
       this.alsoUndone === undefined ? undone : `${this.alsoUndone}, ${undone}`,
     );
   }
+}
+
+/**
+ * An attach's hint: the cause's (what to do about it), else "see the cause"; with what the namespace
+ * is left as when the rollback handed something over, which a reader of the hint alone (a CNI error's
+ * `details`) must learn too.
+ */
+function attachFailedHint(causeHint: string | undefined, handedOver: boolean): string {
+  if (!handedOver) return causeHint ?? 'see the cause; the namespace is as it was before the attach';
+  return `${causeHint ?? 'see the cause'}; the namespace is as it was before the attach but for what another tool holds, which the message names`;
 }
 
 /** What a rollback that went as far as it may did: all of it, or all but what another tool holds now. */

@@ -141,20 +141,24 @@ export async function rollBackAttach(
   }
   if (report.left.length < records.length) {
     let found: PlumbingStep[];
+    let looked = true;
     try {
       found = await stillInPlace(handle, records);
     } catch (lookError) {
-      // Not known to be gone: all of it stays in the record (detach and gc take what is gone in their stride).
-      found = records;
+      looked = false;
+      // Not known to be gone: all of it stays in the record (detach and gc take what is gone in their
+      // stride), but what the undo handed over: never sent, so there, and another tool's, in no record.
+      const handedOverRecords = new Set((report.keptRecords ?? []).map((kept) => kept.record));
+      found = records.filter((record) => !handedOverRecords.has(record));
       report.failures.push({
         message: `what the undo left could not be checked (${(lookError as Error).message}): all of it is kept in the record`,
       });
       // What the undo did not see refused (and what it did not hear of) is not known to be there.
       const refused = new Set(report.left.filter((record) => !report.notChecked?.includes(record)));
-      report.notChecked = records.filter((record) => !refused.has(record));
+      report.notChecked = found.filter((record) => !refused.has(record));
     }
     const missed = found.filter((record) => !report.left.includes(record));
-    if (missed.length > 0 && found !== records) {
+    if (missed.length > 0 && looked) {
       report.failures.push({
         message: `still there after the undo: ${describeRecords(missed).join(', ')}`,
       });

@@ -12,17 +12,20 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import { NetlinkHandle } from '../../../src/netlink/handle.js';
+import { isGetRequest } from '../../../src/netlink/protocol.js';
 import { setNetlinkRepliesTestHook } from '../../../src/netlink/transport.js';
 import type { NetworkConfig } from '../../../src/network/config.js';
 import { collectGarbage } from '../../../src/network/garbage-collector.js';
 import type { InterworkingModel } from '../../../src/network/interworking-model.js';
 import { attachByPlan } from '../../../src/network/model/plumbing-context.js';
+import { Network } from '../../../src/network/network.js';
 import { setApplyTestHook } from '../../../src/network/plan/apply.js';
 import { LinkNameTakenError } from '../../../src/network/plan/plan-attach.js';
 import type { PlanStep } from '../../../src/network/plan/types.js';
 import { readSandbox } from '../../../src/network/recorded-network.js';
 import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
+import { attachRecorded } from '../../../src/sandbox/recorded.js';
 import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { addPodMacvtap } from '../../helpers/dry-run-cases.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
@@ -599,6 +602,157 @@ describe("what an attach's rollback hands over to another tool, with the rest of
     pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
     await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
     expect(readSandbox('both', stateDir)).toBeUndefined();
+    expect(pod.exec('tc', 'filter show dev mvt ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+    pod.exec('tc', 'qdisc del dev mvt ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it("one endpoint's undo whose answers are lost and whose look fails: the qdisc it handed over is in no record, nor said left", async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    // eth0's redirect is the step after vcnet's ingress qdisc on eth0: another tool's filter goes into
+    // that qdisc, the attach fails there, and from the undo's batch on every answer is lost (its plan,
+    // which sees the other tool's filter, is read before it).
+    let armed = false;
+    let changeSends = 0;
+    setNetlinkRepliesTestHook((requests) => {
+      if (!armed) return undefined;
+      if (!requests.every((request) => isGetRequest(request.type))) changeSends++;
+      return changeSends > 0 ? { errno: 'ENOBUFS' } : undefined;
+    });
+    const error = (await attachFailure('lostlook', { ...config(pod, 'tcfilter'), rateLimit: {} }, (step) => {
+      if (step.change.op !== 'add-filter' || step.change.link.name !== 'eth0') return;
+      pod.exec('tc', otherFilter('eth0'));
+      armed = true;
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc on eth0");
+    })) as Error & { code?: string; left?: Array<{ step: string; link?: string }>; notChecked?: string[] };
+    setNetlinkRepliesTestHook(undefined);
+    expect(error.code, error.message).toBe('VCNET_ROLLBACK_INCOMPLETE');
+    expect(error.message).toContain(
+      "not checked (the kernel's answers were lost and no look could be made: maybe gone, kept in the record) tun tap0_kata, ingress qdisc on tap0_kata; handed over, not left: the ingress qdisc on eth0, which stays",
+    );
+    expect(error.notChecked).toEqual(['tun tap0_kata', 'ingress qdisc on tap0_kata']);
+    // The record keeps what may be left, and nothing of what was handed over.
+    const steps = readSandbox('lostlook', stateDir)?.network.endpoints.flatMap(
+      (endpoint) => endpoint.plumbing?.steps ?? [],
+    );
+    expect(steps).toEqual(error.left);
+    expect(steps?.map((step) => ('link' in step ? `${step.step} on ${step.link}` : step.step))).toEqual([
+      'create-link',
+      'add-qdisc on tap0_kata',
+    ]);
+    await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
+    expect(readSandbox('lostlook', stateDir)).toBeUndefined();
+    expect(pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+    pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
+describe('an attach undone after its plumbing was complete (its last record write refused)', () => {
+  const otherFilter = (link: string) =>
+    `filter add dev ${link} ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' ');
+
+  /**
+   * What attachRecorded (the journaled attach of `vcnet attach` and vcnet-cni ADD) threw when every
+   * record write but the one of the finished attach went through; `hook` sees each step sent. The
+   * records written, the last one in `written`.
+   */
+  async function lastWriteRefused(
+    network: Network,
+    hook: Parameters<typeof setApplyTestHook>[0],
+  ): Promise<{ error: Error & { code?: string; left?: unknown[]; handedOver?: string[] }; written: () => unknown }> {
+    let finishing = false;
+    let written: unknown;
+    setApplyTestHook(hook);
+    try {
+      const error = await attachRecorded(
+        network,
+        {},
+        {
+          persist: () => {
+            if (finishing) throw new Error('injected: the record of the finished attach could not be written');
+            written = structuredClone(network.save());
+          },
+          finishing: () => {
+            finishing = true;
+          },
+          discard: () => {
+            written = undefined;
+          },
+          path: 'test record',
+        },
+      ).then(
+        () => new Error('attach succeeded'),
+        (caught: unknown) => caught as Error,
+      );
+      return { error, written: () => written };
+    } finally {
+      setApplyTestHook(undefined);
+    }
+  }
+
+  it('says the ingress qdisc its undo handed over stays, where it said only why the attach failed', async () => {
+    const { pod } = makePod();
+    const before = fingerprint(pod);
+    const network = Network.open({ ...config(pod, 'tcfilter'), rateLimit: {} });
+    try {
+      const { error, written } = await lastWriteRefused(network, (step) => {
+        // The last step, the tap's redirect: vcnet's ingress qdisc on eth0 is there; another tool's filter goes in.
+        if (step.change.op === 'add-filter' && step.change.link.name === 'tap0_kata')
+          pod.exec('tc', otherFilter('eth0'));
+      });
+      expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+      expect(error.message).toBe(
+        "attaching eth0 failed: injected: the record of the finished attach could not be written (everything it had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100); vcnet's own filters in it were deleted and no record keeps it, as it is that tool's now: neither detach nor gc will delete it)",
+      );
+      expect(error.cause).toBeInstanceOf(Error);
+      expect(written()).toBeUndefined();
+    } finally {
+      network.close();
+    }
+    const filters = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    expect(filters).toContain('match 0a090909/ffffffff at 16');
+    expect(filters).not.toContain('Redirect');
+    pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('says what it handed over apart from what is left, when the undo was refused too', async () => {
+    const { pod } = makePod();
+    addPodMacvtap(pod);
+    const before = fingerprint(pod);
+    const network = Network.open(config(pod, 'macvtap'));
+    try {
+      const { error, written } = await lastWriteRefused(network, (step) => {
+        // mvt's rx limit: its ingress qdisc is vcnet's, another tool's filter goes in; eth0's
+        // addresses moved to the guest by then, and IPv6 off refuses them back.
+        if (step.change.op !== 'add-filter' || step.change.link.name !== 'mvt') return;
+        pod.exec('tc', otherFilter('mvt'));
+        pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']);
+      });
+      expect(error.code, error.message).toBe('VCNET_ROLLBACK_INCOMPLETE');
+      expect(error.message).toMatch(
+        /^attach failed: injected: the record of the finished attach could not be written; undoing it failed too \(.*\): left addresses removed from eth0 \(fd00:200::2\/64\), .*; handed over, not left: the ingress qdisc on mvt, which stays: it holds another tool's filter \(prio 100\) \(vcnet's own filters in it were deleted and no record keeps it/,
+      );
+      expect(error.handedOver).toEqual([
+        "the ingress qdisc on mvt, which stays: it holds another tool's filter (prio 100)",
+      ]);
+      // The record keeps what is left (the last one written: the finished attach's was refused), and the
+      // network holds that alone, nothing of what was handed over.
+      const left = network.save().endpoints.flatMap((endpoint) => endpoint.plumbing?.steps ?? []);
+      expect(left).toEqual(error.left);
+      expect(left.map((step) => step.step)).not.toContain('add-qdisc');
+      expect(written()).toBeDefined();
+      // The cause goes away; the undo of what is left (a detach of the record's endpoints) finishes it.
+      pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+      const report = await network.removeEndpoints();
+      expect(report.failures).toEqual([]);
+      expect(network.endpoints()).toEqual([]);
+    } finally {
+      pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+      network.close();
+    }
     expect(pod.exec('tc', 'filter show dev mvt ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
     pod.exec('tc', 'qdisc del dev mvt ingress'.split(' '));
     expect(fingerprint(pod)).toEqual(before);

@@ -60,3 +60,61 @@ it('a refused hot-plug whose undo the kernel refuses in part throws RollbackInco
   expect(report.left).toEqual([]);
   expect(fingerprint(pod)).toEqual(before);
 }, 60_000);
+
+/** Another tool's u32 filter, for the ingress qdisc vcnet made on `link`. */
+const otherFilter = (link: string) =>
+  `filter add dev ${link} ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' ');
+
+/** What addEndpoints threw with a VM stand-in that takes the first `taken` NICs and refuses the next, after `beforeRefusal`. */
+async function refusedPlug(network: Network, taken: number, beforeRefusal: () => void): Promise<Error> {
+  let plugs = 0;
+  const target: HotplugTarget = {
+    async hotplugNetworkDevice() {
+      if (plugs++ < taken) return { pciPath: `02/0${plugs}` };
+      beforeRefusal();
+      throw new Error('the VM refused the NIC');
+    },
+    async unplugNetworkDevice() {},
+  };
+  return network.addEndpoints({ hotplug: target }).then(
+    () => new Error('hot-plug succeeded'),
+    (error: unknown) => error as Error,
+  );
+}
+
+it("a refused hot-plug whose undo hands vcnet's ingress qdisc over to another tool says that it stays", async () => {
+  const { pod } = makePod();
+  const before = fingerprint(pod);
+  const network = Network.open(defineNetworkConfig({ namespacePath: pod.path, model: 'tcfilter' }), 'refused-plug');
+  cleanups.defer(() => network.close());
+  const error = (await refusedPlug(network, 0, () => pod.exec('tc', otherFilter('eth0')))) as Error & {
+    code?: string;
+  };
+  expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+  expect(error.message).toBe(
+    "attaching eth0 failed: the VM refused the NIC (everything it had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100); vcnet's own filters in it were deleted and no record keeps it, as it is that tool's now: neither detach nor gc will delete it)",
+  );
+  expect(network.endpoints()).toEqual([]);
+  expect(pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+  pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
+  expect(fingerprint(pod)).toEqual(before);
+}, 60_000);
+
+it('a refused hot-plug after an endpoint whose undo hands its ingress qdisc over says that it stays', async () => {
+  const { pod } = makePod({ interfaces: 2 });
+  const before = fingerprint(pod);
+  const network = Network.open(defineNetworkConfig({ namespacePath: pod.path, model: 'tcfilter' }), 'refused-plug');
+  cleanups.defer(() => network.close());
+  // eth0's NIC is taken, eth1's refused: another tool's filter is in eth0's ingress qdisc by then.
+  const error = (await refusedPlug(network, 1, () => pod.exec('tc', otherFilter('eth0')))) as Error & {
+    code?: string;
+  };
+  expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+  expect(error.message).toBe(
+    "attaching eth1 failed: the VM refused the NIC (everything it and the endpoint attached before it (eth0) had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100); vcnet's own filters in it were deleted and no record keeps it, as it is that tool's now: neither detach nor gc will delete it)",
+  );
+  expect(network.endpoints()).toEqual([]);
+  expect(pod.exec('tc', 'filter show dev eth0 ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
+  pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
+  expect(fingerprint(pod)).toEqual(before);
+}, 60_000);
