@@ -38,6 +38,9 @@ export function shellWord(word: string): string {
 /** Where `ip netns` pins named namespaces; `ip -n NAME` reaches one of them by its name. */
 const NAMED_NAMESPACE = /^\/(?:var\/)?run\/netns\/([^/]+)$/;
 
+/** How a quoted command enters a namespace: by its /var/run/netns name when it has one, or always by nsenter and its path. */
+export type NamespaceEntry = 'by-name-or-path' | 'by-path';
+
 /**
  * The `ip` command that acts in the namespace at `namespacePath`, to paste into a host shell: `ip -n
  * NAME` for a namespace pinned as /var/run/netns/NAME, else `nsenter --net=PATH ip`. A bare `ip`
@@ -50,12 +53,16 @@ export function ipCommandIn(namespacePath: string): string {
 /**
  * `program` run in the namespace at `namespacePath` (or in this one when undefined), to paste into a
  * host shell: `ip -n NAME` (`tc -n NAME`) for `ip` (`tc`) in a namespace pinned as
- * /var/run/netns/NAME, `ip netns exec NAME program` for another program there, else `nsenter
- * --net=PATH program`.
+ * /var/run/netns/NAME, `ip netns exec NAME program` for another program there, else (or with `enter:
+ * 'by-path'`) `nsenter --net=PATH program`.
  */
-export function commandIn(namespacePath: string | undefined, program: string): string {
+export function commandIn(
+  namespacePath: string | undefined,
+  program: string,
+  enter: NamespaceEntry = 'by-name-or-path',
+): string {
   if (namespacePath === undefined) return program;
-  const name = NAMED_NAMESPACE.exec(namespacePath)?.[1];
+  const name = enter === 'by-path' ? undefined : NAMED_NAMESPACE.exec(namespacePath)?.[1];
   if (name && name !== '.' && name !== '..')
     return program === 'ip' || program === 'tc'
       ? `${program} -n ${shellWord(name)}`

@@ -5,7 +5,7 @@
  * search could not see everything (NamespaceUnseenError) rather than take the namespace for gone.
  */
 import { readdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { errnoOf, VcnetError } from '../errors.js';
 import { appendTo } from '../multimap.js';
 import { shellWord } from '../shell-word.js';
@@ -49,6 +49,33 @@ export function namespaceHolderPaths(
   options: { threads?: boolean } = {},
 ): string[] {
   return new NamespaceHolders().of(identity, options);
+}
+
+/**
+ * Whether `path` reaches something through this process (/proc/self/..., /proc/thread-self/...,
+ * /dev/fd/N, /proc/<its pid>/...): in a command quoted for a host shell it names the pasting
+ * process's own (another namespace, or none), and once this process exits, nothing.
+ */
+export function isOwnProcessPath(path: string): boolean {
+  const absolute = resolve(path);
+  const pid = /^\/proc\/(\d+|self|thread-self)(?:\/|$)/.exec(absolute)?.[1];
+  if (pid !== undefined) return pid === 'self' || pid === 'thread-self' || Number(pid) === process.pid;
+  return /^\/dev\/(?:fd(?:\/|$)|stdin$|stdout$|stderr$)/.test(absolute);
+}
+
+/**
+ * The path a command quoted for a host shell enters the namespace at `path` by: `path` itself, unless
+ * it reaches the namespace through this process (isOwnProcessPath: `vcnet gc --netns /proc/self/fd/3`,
+ * or a namespace only this process is in), which a pasted command cannot; then another holder of it
+ * (namespaceHolderPaths: a /var/run/netns pin, a process in it, a mount, another process's fd on it),
+ * leaving out this process's own and the sockets and taps nsenter cannot open. undefined: none found,
+ * and nothing reaches the namespace once this process exits.
+ */
+export function pathOutlivingThisProcess(path: string, identity: { dev: number; ino: number }): string | undefined {
+  if (!isOwnProcessPath(path)) return path;
+  return namespaceHolderPaths(identity).find(
+    (holder) => !isOwnProcessPath(holder) && heldDeviceAt(holder) === undefined,
+  );
 }
 
 /**

@@ -12,7 +12,6 @@ import { tcMajor } from '../netlink/codec/tc/message.js';
 import type { TrafficClass } from '../netlink/codec/tc/qdisc/htb.js';
 import { answerLost } from '../netlink/errors.js';
 import type { NetlinkHandle } from '../netlink/handle.js';
-import { commandIn } from '../shell-word.js';
 import { recordedFilterNow } from './foreign-filters.js';
 import { sendChanges } from './plan/apply.js';
 import type { ChangeAnswer } from './plan/batch-send.js';
@@ -239,8 +238,7 @@ async function sayWhatIsLeft(
     );
     if (!outcome) continue;
     // Run in the pod's namespace wherever it is pasted: a bare tc on the host acts on a host link of that name.
-    const [program = '', ...words] = commandOf(change).split(' ');
-    const command = `${commandIn(handle.namespacePath, program)} ${words.join(' ')}`;
+    const command = commandOf(change, { namespacePath: handle.namespacePath });
     outcome.message += `; the part of vcnet's ${restore.object} on ${restore.link} the kernel made could not be taken away again (${why}: \`${command}\` removes it`;
   }
 }

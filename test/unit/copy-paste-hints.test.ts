@@ -6,7 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { expect, it } from 'vitest';
 import { interfaceFromJson } from '../../src/agent/kata-network-json.js';
 import { InvalidInputError, unreadableFileHint } from '../../src/errors.js';
+import { TC_H_ROOT } from '../../src/netlink/codec/tc/message.js';
+import { isOwnProcessPath } from '../../src/netns/namespace-holders.js';
 import { RecordedIdentityDamagedError } from '../../src/netns/namespace-identity.js';
+import { commandOf } from '../../src/network/plan/commands.js';
 import { LinkNameTakenError, VCNET_LINK_GROUP } from '../../src/network/plan/plan-attach.js';
 import { stateDirectoryFlag } from '../../src/network/state/default-directories.js';
 import { resolveAddInterfaceRequest } from '../../src/sandbox/add-interface-request.js';
@@ -155,4 +158,49 @@ it('quotes the path in the ls command of an unreadable file', () => {
   const command = /`([^`]*)`/.exec(hint)?.[1];
   expect(command, hint).toBeDefined();
   expect(wordsOf(command!.replace(/^ls /, ''))).toEqual(['-l', AWKWARD]);
+});
+
+it('renders a change as a command in a namespace (commandOf namespacePath): the namespace before the program, the link name one word', () => {
+  const tap = { role: 'tap' as const, name: "t$0'x" };
+  const remove = { op: 'delete-qdisc' as const, link: tap, kind: 'htb', parent: TC_H_ROOT, handle: 0x10000 };
+  expect(commandOf(remove, { namespacePath: '/var/run/netns/pod1' })).toBe(
+    `tc -n pod1 qdisc del dev 't$0'\\''x' root handle 1:`,
+  );
+  expect(commandOf(remove, { namespacePath: '/var/run/netns/pod1', enter: 'by-path' })).toBe(
+    `nsenter --net=/var/run/netns/pod1 tc qdisc del dev 't$0'\\''x' root handle 1:`,
+  );
+  expect(wordsOf(commandOf(remove, { namespacePath: AWKWARD })).slice(0, 5)).toEqual([
+    'nsenter',
+    `--net=${AWKWARD}`,
+    'tc',
+    'qdisc',
+    'del',
+  ]);
+  const address = { address: '2001:db8::1', prefixLength: 64 };
+  expect(commandOf({ op: 'change-address', link: tap, address }, { namespacePath: '/run/netns/pod1' })).toBe(
+    `ip -n pod1 address change 2001:db8::1/64 dev 't$0'\\''x'`,
+  );
+  // A bare echo's redirect would be opened by the pasting shell, in the host's /proc/sys/net.
+  const generation = {
+    op: 'set-address-generation' as const,
+    link: { role: 'pod' as const, name: 'eth0.100' },
+    mode: 'none' as const,
+  };
+  expect(commandOf(generation)).toBe('echo 1 > /proc/sys/net/ipv6/conf/eth0.100/addr_gen_mode');
+  expect(commandOf(generation, { namespacePath: '/proc/42/ns/net' })).toBe(
+    'nsenter --net=/proc/42/ns/net sysctl -q -w net/ipv6/conf/eth0.100/addr_gen_mode=1',
+  );
+});
+
+it('tells a path through this process from one that outlives it (isOwnProcessPath)', () => {
+  for (const path of [
+    '/proc/self/ns/net',
+    '/proc/thread-self/ns/net',
+    '/dev/fd/3',
+    `/proc/${process.pid}/fd/3`,
+    '/dev/stdin',
+  ])
+    expect(isOwnProcessPath(path), path).toBe(true);
+  for (const path of ['/var/run/netns/pod1', '/proc/1/ns/net', `/proc/${process.pid + 1}/fd/3`, '/proc/selfish'])
+    expect(isOwnProcessPath(path), path).toBe(false);
 });

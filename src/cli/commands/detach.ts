@@ -1,4 +1,5 @@
 /** `vcnet detach`: undoes exactly what a sandbox's attach made, from its record. */
+
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -10,6 +11,7 @@ import { registeredStateDirectories, registryPath } from '../../network/state/re
 import { stateDirectory } from '../../network/state/store.js';
 import { type DetachResult, detachSandbox } from '../../sandbox/detach.js';
 import { type PlannedDetach, planSandboxDetach } from '../../sandbox/plan.js';
+import { commandIn } from '../../shell-word.js';
 import { describeCommand } from '../help-details.js';
 import { LOCK_TIMEOUT_OPTION, parseLockTimeout } from '../options.js';
 import { print, printComment, printJson, writeStderr } from '../output.js';
@@ -189,7 +191,7 @@ function printPlannedDetach(planned: PlannedDetach, recordedIn: readonly string[
     printComment(
       `that path ${planned.namespacePathReused ? 'names another namespace now (not touched)' : 'is gone'}, but the recorded namespace is still held: ${
         planned.namespaceHeldThrough === undefined
-          ? `reach it with nsenter --net=${planned.namespaceHeldAt}`
+          ? `reach it with \`${commandIn(planned.namespaceHeldAt, 'sh -e', 'by-path')}\``
           : `only by the ${planned.namespaceHeldThrough} ${planned.namespaceHeldAt} (a process outside it holds it open), which nsenter cannot enter: \`vcnet detach\` enters it through that ${planned.namespaceHeldThrough}`
       }`,
     );

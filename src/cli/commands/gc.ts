@@ -4,6 +4,7 @@ import { ErrnoOutcomes } from '../../error-codes.js';
 import { hintForErrno, InvalidInputError, NamespacePathError } from '../../errors.js';
 import { collectGarbage } from '../../network/garbage-collector.js';
 import type { GarbageFailure, GarbageItem, GarbageReport } from '../../network/gc/report.js';
+import { shellWord } from '../../shell-word.js';
 import { ExitCode } from '../exit-codes.js';
 import { describeCommand } from '../help-details.js';
 import { print, printJson, printText, table, writeStderr } from '../output.js';
@@ -212,7 +213,7 @@ function reportToStderr(report: GarbageReport): void {
   for (const { namespacePath, links, filters = [] } of report.unclaimed) {
     const left = [...links, ...filters.map((filter) => `the filter ${filter}`)];
     writeStderr(
-      `vcnet: gc left ${left.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${namespacePath}\` removes them)\n`,
+      `vcnet: gc left ${left.join(', ')} in ${namespacePath}: no record it read names that namespace (its records may be in another state directory: name it with --state-dir; \`vcnet gc --netns ${shellWord(namespacePath)}\` removes them)\n`,
     );
   }
   for (const entry of report.withheld)

@@ -14,12 +14,13 @@ import type { Link } from '../../netlink/codec/link.js';
 import { CLSACT_INGRESS_PARENT, formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
+import { pathOutlivingThisProcess } from '../../netns/namespace-holders.js';
 import type { OpenedNamespace } from '../../netns/namespace-identity.js';
 import { processIds } from '../../netns/processes.js';
-import { ipCommandIn, shellWord } from '../../shell-word.js';
+import { ipCommandIn, PIN_PATH_PLACEHOLDER, shellWord } from '../../shell-word.js';
 import { testSeam } from '../../test-seams.js';
 import { chainZeroOwnTables, isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
-import { formatU32Handle } from '../plan/commands.js';
+import { commandOf, formatU32Handle } from '../plan/commands.js';
 import { deviceNumbers, macvtapDevicesAtIndex, macvtapMajor } from '../plan/macvtap-index.js';
 import { FILTER_PRIORITY, VCNET_LINK_GROUP, VCNET_LINK_KINDS } from '../plan/plan-attach.js';
 import { lockNamespace, NamespaceBusyError } from '../state/namespace-lock.js';
@@ -153,6 +154,28 @@ async function lockForCollection(namespace: OpenedNamespace): Promise<number> {
   }
 }
 
+/** The path gc's quoted commands enter a namespace by, and what is said when it is only a placeholder. */
+interface QuotedEntry {
+  path: string;
+  /** Empty, or why `path` is PATH, for the end of the detail. */
+  unreachable: string;
+}
+
+/**
+ * Where the commands gc quotes for `namespace` enter it (pathOutlivingThisProcess): a path given as
+ * this process's own (`--netns /proc/self/fd/3`) names nothing once gc exits, and another process's
+ * fd or namespace in the shell it is pasted into. None: PATH, and why.
+ */
+function quotedEntry(namespace: OpenedNamespace): QuotedEntry {
+  const { path: given } = namespace.identity;
+  const path = pathOutlivingThisProcess(given, namespace.identity);
+  if (path !== undefined) return { path, unreachable: '' };
+  return {
+    path: PIN_PATH_PLACEHOLDER,
+    unreachable: `; ${PIN_PATH_PLACEHOLDER} stands for a path of the namespace: ${given} reaches it through this vcnet process, which a pasted command cannot, and nothing else gc found holds it, so it goes with what is in it when vcnet exits, unless a holder gc could not see keeps it: then pin it (\`ip netns attach NAME PID\` with a process in it, or \`mount --bind\` of an fd on it onto an empty file) and give that path`,
+  };
+}
+
 async function collectLocked(
   scan: NamespaceScan,
   ownership: NamespaceOwnership,
@@ -215,13 +238,17 @@ async function collectLocked(
   const isClaimed = (link: Link) => isClaimedBy(firstLook, link) || isClaimedBy(claims, link);
   // vcnet never makes a veth or a bridge: one in its group was moved there by someone else (a
   // tenant with CAP_NET_ADMIN in the pod), and deleting it would take the pod's own network.
+  // Looked up once, when a command is quoted: for a path through this process it searches /proc.
+  let entry: QuotedEntry | undefined;
+  const entered = () => (entry ??= quotedEntry(namespace));
   for (const link of grouped) {
     if (VCNET_LINK_KINDS.has(link.kind ?? '') || isClaimed(link)) continue;
+    const { path, unreachable } = entered();
     report.leftAlone.push({
       kind: 'link',
       namespacePath,
       name: link.name,
-      detail: `a ${link.kind ?? 'link of no kind'} (ifindex ${link.index}) in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)} that no record knows: vcnet never makes a ${link.kind ?? 'link of no kind'}, so gc leaves it (move it out of the group with \`${ipCommandIn(namespacePath)} link set dev ${shellWord(link.name)} group default\`, or find who put it there)`,
+      detail: `a ${link.kind ?? 'link of no kind'} (ifindex ${link.index}) in vcnet's group 0x${VCNET_LINK_GROUP.toString(16)} that no record knows: vcnet never makes a ${link.kind ?? 'link of no kind'}, so gc leaves it (move it out of the group with \`${ipCommandIn(path)} link set dev ${shellWord(link.name)} group default\`, or find who put it there${unreachable})`,
     });
   }
   const ours = grouped.filter((link) => VCNET_LINK_KINDS.has(link.kind ?? ''));
@@ -244,11 +271,22 @@ async function collectLocked(
   // record (detach, or gc finishing the unfinished attach, takes it) or goes with the redirects gc
   // removes from its link; one with neither was made by someone else, or its record was deleted.
   for (const { link, shaping } of strays) {
+    const { path, unreachable } = entered();
+    const remove = commandOf(
+      {
+        op: 'delete-qdisc',
+        link: { role: 'pod', name: link.name },
+        kind: 'htb',
+        parent: TC_H_ROOT,
+        handle: shaping.handle,
+      },
+      { namespacePath: path, enter: 'by-path' },
+    );
     report.leftAlone.push({
       kind: 'qdisc',
       namespacePath,
       name: link.name,
-      detail: `htb root qdisc of the shape a vcnet rate limit makes (${shaping.description}), but no record claims it and no redirect of vcnet's is on ${link.name} or leads to it: Kata and operators make the same shape, so gc cannot tell it is vcnet's and leaves it; it holds what ${link.name} sends to ${shaping.rate} bit/s (if it is a lost attach's, \`nsenter --net=${shellWord(namespacePath)} tc qdisc del dev ${shellWord(link.name)} root handle ${formatHandle(shaping.handle)}\` removes it)`,
+      detail: `htb root qdisc of the shape a vcnet rate limit makes (${shaping.description}), but no record claims it and no redirect of vcnet's is on ${link.name} or leads to it: Kata and operators make the same shape, so gc cannot tell it is vcnet's and leaves it; it holds what ${link.name} sends to ${shaping.rate} bit/s (if it is a lost attach's, \`${remove}\` removes it${unreachable})`,
     });
   }
   if (orphans.length === 0 && dangling.length === 0) return;

@@ -5,7 +5,8 @@
  *   vcnet attach --dry-run ... | ip netns exec POD sh -e        (a named namespace)
  *   vcnet attach --dry-run ... | nsenter --net=PATH sh -e       (any namespace path)
  *
- * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too. Links are named, never indexed
+ * so they carry no `-n NAME` and work for /proc/PID/ns/net paths too; a command a message quotes for
+ * a host shell names its namespace (CommandOptions.namespacePath). Links are named, never indexed
  * (a new macvtap is made at the index `macvtapIndex` gives, as attach picks one), and every name the pod's owner picked is quoted for the shell (src/shell-word.ts).
  */
 import { AddressFlag } from '../../netlink/codec/address.js';
@@ -14,7 +15,7 @@ import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { formatHandle } from '../../netlink/codec/tc/message.js';
 import { htbDefaultBurstBytes } from '../../netlink/codec/tc/qdisc/htb.js';
-import { shellWord } from '../../shell-word.js';
+import { commandIn, type NamespaceEntry, shellWord } from '../../shell-word.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
@@ -41,17 +42,28 @@ export interface CommandOptions {
    * next small index, whose node another namespace's macvtap may already have.
    */
   macvtapIndex?: () => number;
+  /**
+   * The namespace the command is to run in when pasted into a host shell (src/shell-word.ts
+   * commandIn: `ip -n NAME`, `nsenter --net=PATH tc`): a bare `ip` or `tc` there acts on a host link
+   * of the pod link's name. Undefined: a bare command, for a shell already inside the namespace (a
+   * dry run is piped to one).
+   */
+  namespacePath?: string | undefined;
+  /** How the command enters `namespacePath` (default: by its /var/run/netns name when it has one). */
+  enter?: NamespaceEntry;
 }
 
 /** The `ip`/`tc` command that makes one change. */
 export function commandOf(change: Change, options: CommandOptions = {}): string {
+  const ip = commandIn(options.namespacePath, 'ip', options.enter);
+  const tc = commandIn(options.namespacePath, 'tc', options.enter);
   switch (change.op) {
     case 'create-tap':
-      return `ip tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}${
+      return `${ip} tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}${
         change.owner !== undefined ? ` user ${change.owner}` : ''
       }${change.group !== undefined ? ` group ${change.group}` : ''}`;
     case 'create-link': {
-      const parts = ['ip link add'];
+      const parts = [`${ip} link add`];
       if (change.parent) parts.push(`link ${shellWord(change.parent.name)}`);
       parts.push(`name ${shellWord(change.link.name)}`);
       if (change.address) parts.push(`address ${change.address}`);
@@ -64,11 +76,11 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
       return parts.join(' ');
     }
     case 'delete-link':
-      return `ip link del ${dev(change.link)}`;
+      return `${ip} link del ${dev(change.link)}`;
     case 'delete-link-group':
-      return `ip link del group ${change.group}`;
+      return `${ip} link del group ${change.group}`;
     case 'set-link': {
-      const parts = [`ip link set ${dev(change.link)}`];
+      const parts = [`${ip} link set ${dev(change.link)}`];
       if (change.set.address !== undefined) parts.push(`address ${change.set.address}`);
       if (change.set.mtu !== undefined) parts.push(`mtu ${change.set.mtu}`);
       if (change.set.group !== undefined) parts.push(`group ${change.set.group}`);
@@ -81,25 +93,32 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
     }
     case 'set-address-generation':
       // The sysctl, not `ip link set addrgenmode`: only a write of it makes the link-local address.
+      // In a namespace by sysctl, run there: an `echo >` redirect is opened by the pasting shell, in
+      // the host's /proc/sys/net. The slash form, as a link name may hold a dot (eth0.100).
+      if (options.namespacePath !== undefined)
+        return `${commandIn(options.namespacePath, 'sysctl -q -w', options.enter)} ${shellWord(`net/ipv6/conf/${change.link.name}/addr_gen_mode=${ADDRESS_GENERATION_SYSCTL[change.mode]}`)}`;
       return `echo ${ADDRESS_GENERATION_SYSCTL[change.mode]} > ${shellWord(`/proc/sys/net/ipv6/conf/${change.link.name}/addr_gen_mode`)}`;
     case 'add-qdisc':
       return change.kind === 'ingress'
-        ? `tc qdisc add ${dev(change.link)} ingress`
-        : `tc qdisc add ${dev(change.link)} ${formatHandle(change.parent)} handle ${formatHandle(change.handle)} htb default ${(change.defaultClass ?? 0).toString(16)}`;
+        ? `${tc} qdisc add ${dev(change.link)} ingress`
+        : `${tc} qdisc add ${dev(change.link)} ${formatHandle(change.parent)} handle ${formatHandle(change.handle)} htb default ${(change.defaultClass ?? 0).toString(16)}`;
     case 'delete-qdisc':
       return change.kind === 'ingress'
-        ? `tc qdisc del ${dev(change.link)} ingress`
-        : `tc qdisc del ${dev(change.link)} ${formatHandle(change.parent)} handle ${formatHandle(change.handle)}`;
+        ? `${tc} qdisc del ${dev(change.link)} ingress`
+        : `${tc} qdisc del ${dev(change.link)} ${formatHandle(change.parent)} handle ${formatHandle(change.handle)}`;
     case 'add-class': {
       const burst = htbDefaultBurstBytes(Math.floor(change.rateBitsPerSecond / 8));
-      return `tc class ${change.change ? 'change' : 'add'} ${dev(change.link)} parent ${formatHandle(change.parent)} classid ${formatHandle(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
+      return `${tc} class ${change.change ? 'change' : 'add'} ${dev(change.link)} parent ${formatHandle(change.parent)} classid ${formatHandle(change.handle)} htb rate ${change.rateBitsPerSecond}bit ceil ${change.rateBitsPerSecond}bit burst ${burst} cburst ${burst}`;
     }
     case 'add-filter':
-      return `tc filter add ${dev(change.link)} parent ${formatHandle(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect ${dev(change.redirectTo)}`;
+      return `${tc} filter add ${dev(change.link)} parent ${formatHandle(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority} u32 match u32 0 0 action mirred egress redirect ${dev(change.redirectTo)}`;
     case 'delete-filter':
-      return `tc filter del ${dev(change.link)} parent ${formatHandle(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority}${change.handle !== undefined ? ` handle ${formatU32Handle(change.handle)} ${change.kind}` : ''}`;
+      return `${tc} filter del ${dev(change.link)} parent ${formatHandle(change.parent)} protocol ${protocolText(change.protocol)} prio ${change.priority}${change.handle !== undefined ? ` handle ${formatU32Handle(change.handle)} ${change.kind}` : ''}`;
     case 'change-address':
-      return commandOf({ ...change, op: 'add-address' }).replace(/^ip address add /, 'ip address change ');
+      return commandOf({ ...change, op: 'add-address' }, options).replace(
+        `${ip} address add `,
+        `${ip} address change `,
+      );
     case 'add-address':
     case 'delete-address': {
       // The protocol (IFA_PROTO, kernel_ll) is left out: iproute2 takes `proto` only since 6.3.
@@ -117,12 +136,12 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
           : '',
         ...(change.op === 'add-address' ? addressFlagWords(address.flags ?? 0) : []),
       ].filter(Boolean);
-      return [`ip address ${verb} ${address.address}/${address.prefixLength}`, ...extra, dev(change.link)].join(' ');
+      return [`${ip} address ${verb} ${address.address}/${address.prefixLength}`, ...extra, dev(change.link)].join(' ');
     }
     case 'add-route':
     case 'delete-route': {
       const verb = change.op === 'delete-route' ? 'del' : change.replace ? 'replace' : 'add';
-      return `ip ${familyFlag(change.route.destination ?? change.route.gateway ?? change.route.nextHops?.[0]?.gateway, change.route.family)}route ${verb} ${routeArguments(change.route, change.link)}`;
+      return `${ip} ${familyFlag(change.route.destination ?? change.route.gateway ?? change.route.nextHops?.[0]?.gateway, change.route.family)}route ${verb} ${routeArguments(change.route, change.link)}`;
     }
     case 'add-neighbour': {
       const { neighbour } = change;
@@ -133,11 +152,11 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
         .filter(Boolean)
         .map((part) => ` ${part}`)
         .join('');
-      if (isProxy(neighbour)) return `ip neigh replace proxy ${neighbour.destination} ${dev(change.link)}${extra}`;
-      return `ip neigh replace ${neighbour.destination}${neighbour.linkLayerAddress ? ` lladdr ${neighbour.linkLayerAddress}` : ''} nud ${nudWord(neighbour.state)} ${dev(change.link)}${extra}`;
+      if (isProxy(neighbour)) return `${ip} neigh replace proxy ${neighbour.destination} ${dev(change.link)}${extra}`;
+      return `${ip} neigh replace ${neighbour.destination}${neighbour.linkLayerAddress ? ` lladdr ${neighbour.linkLayerAddress}` : ''} nud ${nudWord(neighbour.state)} ${dev(change.link)}${extra}`;
     }
     case 'delete-neighbour':
-      return `ip neigh del ${isProxy(change.neighbour) ? 'proxy ' : ''}${change.neighbour.destination} ${dev(change.link)}`;
+      return `${ip} neigh del ${isProxy(change.neighbour) ? 'proxy ' : ''}${change.neighbour.destination} ${dev(change.link)}`;
   }
 }
 

@@ -8,12 +8,13 @@
  * beside a live redirect of vcnet's shape, or of another shape, or that a live record claims, stays
  * unlisted as before.
  */
+import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nativeFileLock } from '../../../src/native/file-lock.js';
 import { collectGarbage, setGcFirstLookTestHook } from '../../../src/network/garbage-collector.js';
-import { RATE_LIMITED_KATA_CONFIG, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
+import { CLI, RATE_LIMITED_KATA_CONFIG, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { fingerprint, makePod } from '../../helpers/pod.js';
 
 const stateDirectory = stateDirectoryPerTest('vcnet-gc-stray-htb-');
@@ -121,6 +122,81 @@ describe('gc and an htb of a rate limit’s shape with no redirect and no record
     expect(collected.failures).toEqual([]);
     expect(htbItems(collected.removed)).toEqual([]);
     expect(fingerprint(pod)).toEqual(shaped);
+  });
+
+  it('named through gc’s own process (--netns /dev/fd/N, /proc/self/ns/net): the command names a path that outlives gc, and removes the htb when pasted into sh', () => {
+    const { pod } = makePod();
+    // A tenant picks the link's name: `$` and `'` must reach tc as they are.
+    const device = "d$0'x";
+    pod.exec('ip', ['link', 'add', device, 'type', 'veth', 'peer', 'name', 'p0']);
+    const htbOn = () => pod.tcJson<Array<{ kind: string }>>('qdisc', 'show', 'dev', device, 'root')[0]?.kind;
+    const state = ['--state-dir', stateDirectory(), '--json', '--dry-run'];
+    const fd = openSync(pod.path, 'r');
+    try {
+      const runs = [
+        // The namespace's fd, passed as fd 3: /dev/fd/3 is gc's own.
+        () =>
+          spawnSync(process.execPath, [CLI, 'gc', '--netns', '/dev/fd/3', ...state], {
+            encoding: 'utf8',
+            stdio: ['ignore', 'pipe', 'pipe', fd],
+          }),
+        // gc run in the namespace, named by its own /proc/self: in the host shell it is pasted into,
+        // that path is the host's namespace.
+        () =>
+          spawnSync(
+            'ip',
+            ['netns', 'exec', pod.name, process.execPath, CLI, 'gc', '--netns', '/proc/self/ns/net', ...state],
+            {
+              encoding: 'utf8',
+            },
+          ),
+      ];
+      for (const gcRun of runs) {
+        vcnetShapedHtb(pod.exec.bind(pod), device);
+        const run = gcRun();
+        expect(run.status, run.stderr).toBe(0);
+        const detail = (JSON.parse(run.stdout) as Report).leftAlone.find((item) => item.name === device)?.detail;
+        const command = /`([^`]*tc qdisc del[^`]*)` removes it/.exec(detail ?? '')?.[1];
+        expect(command, detail).toBe(`nsenter --net=${pod.path} tc qdisc del dev 'd$0'\\''x' root handle 1:`);
+        expect(htbOn()).toBe('htb');
+        const pasted = spawnSync('sh', ['-c', command!], { encoding: 'utf8' });
+        expect(pasted.status, pasted.stderr).toBe(0);
+        expect(htbOn()).not.toBe('htb');
+      }
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('named through gc’s own process in a namespace nothing else holds: the command says PATH and why', () => {
+    // A namespace of gc's own (unshare -n, exec'd: no other process is in it), which goes with it.
+    const script = `ip link add 'd$0' type veth peer name p0 && tc qdisc add dev 'd$0' root handle 1: htb default 2 && tc class add dev 'd$0' parent 1: classid 1:1 htb rate 10mbit ceil 10mbit && tc class add dev 'd$0' parent 1:1 classid 1:2 htb rate 10mbit ceil 10mbit && exec "$@"`;
+    const run = spawnSync(
+      'unshare',
+      [
+        '-n',
+        'sh',
+        '-c',
+        script,
+        'sh',
+        process.execPath,
+        CLI,
+        'gc',
+        '--netns',
+        '/proc/self/ns/net',
+        '--state-dir',
+        stateDirectory(),
+        '--json',
+        '--dry-run',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(run.status, run.stderr).toBe(0);
+    const detail = (JSON.parse(run.stdout) as Report).leftAlone.find((item) => item.name === 'd$0')?.detail;
+    expect(detail).toContain(
+      "`nsenter --net=PATH tc qdisc del dev 'd$0' root handle 1:` removes it; PATH stands for a path of the namespace: /proc/self/ns/net reaches it through this vcnet process",
+    );
+    expect(detail).not.toMatch(/nsenter --net=\/proc\//);
   });
 
   it('stays beside a live redirect of vcnet’s shape, and when it is of another shape', () => {
