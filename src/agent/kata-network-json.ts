@@ -643,18 +643,24 @@ function readArguments(field: unknown, options: unknown, example: string): { lab
 /**
  * Whether `json` is an agent request around one message, as Kata's runtime logs every request it
  * sends (protojson, `"sending request"`: `{"interface":{...}}` for UpdateInterfaceRequest,
- * `{"routes":{"Routes":[...]}}` for UpdateRoutesRequest) and as genpolicy's test cases write them:
- * an object whose every key is `field`, written so, one value of which at least is an object. An
- * Interface has no field of that name and a route list is no object, so nothing else is taken for a
- * request. Each value given for the key is then read in turn (foldKeys), as Go decodes each into the
- * request: an earlier one that is no object is refused, a later one is decoded into the earlier.
+ * `{"routes":{"Routes":[...]}}` for UpdateRoutesRequest) and as genpolicy's test cases and the
+ * agent's policy log write them (serde): an object whose every key is `field` as Go's encoding/json
+ * matches it (goFoldedKey: `Interface`, `ROUTES`, `Route\u017f`), one value of which at least is an
+ * object. Kata writes the key in lower case only, and its protojson and serde readers take only that;
+ * vcnet reads it as every other key of this JSON, as Go decodes the request (its field is tagged
+ * "interface", "routes"): by its exact spelling `{"Interface":{...}}` was an Interface with one
+ * unknown key, read as an empty one. An Interface has no field of that name and a route list is no
+ * object, so nothing else is taken for a request. Each value given for the key is then read in turn
+ * (foldKeys), as Go decodes each into the request: an earlier one that is no object is refused, a
+ * later one is decoded into the earlier.
  */
 function isAgentRequest(json: unknown, field: 'interface' | 'routes'): json is Record<string, unknown> {
   if (!isPlainObject(json)) return false;
   const keys = Object.keys(json);
   const earlier = keyPlaces.get(json)?.overwritten ?? [];
-  if (keys.length !== 1 || keys[0] !== field || earlier.some(({ key }) => key !== field)) return false;
-  return isPlainObject(json[field]) || earlier.some(({ value }) => isPlainObject(value));
+  const isField = (key: string) => goFoldedKey(key) === field;
+  if (keys.length === 0 || !keys.every(isField) || !earlier.every(({ key }) => isField(key))) return false;
+  return keys.some((key) => isPlainObject(json[key])) || earlier.some(({ value }) => isPlainObject(value));
 }
 
 const UPDATE_INTERFACE_REQUEST_KEYS: KeyRules = {
@@ -718,8 +724,10 @@ function foldedRouteList(json: unknown, label: string, context: FoldContext): un
     if (!isPlainObject(message))
       return parse(z.object({}, { error: 'an object: {"Routes": [...]}' }), message, label, context);
     if (Object.hasOwn(message, 'Routes')) return message.Routes;
-    // No Routes: the empty set, unless a key was ignored (a misspelt Routes would remove every route).
-    return context.ignoredPaths.size === ignoredBefore ? [] : json.routes;
+    // No Routes: the empty set, unless a key was ignored (a misspelt Routes would remove every route):
+    // then the message as given (under the request's key as spelled), refused as no list.
+    if (context.ignoredPaths.size === ignoredBefore) return [];
+    return Object.entries(json).findLast(([key]) => goFoldedKey(key) === 'routes')?.[1];
   }
   // The agent's Routes message is Kata's (agent.proto; Go's grpc.Routes, field tagged "Routes"): its
   // key is matched as Go folds it, as inside a request, so "routes" and "Route\u017f" are it too.

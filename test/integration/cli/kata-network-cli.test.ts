@@ -522,11 +522,21 @@ describe('kata-network commands: what Kata users feed them', () => {
       expect.objectContaining({ dest: '10.99.0.0/16', gateway: '10.77.0.1', device: 'eth7' }),
       expect.objectContaining({ dest: '10.77.0.0/24', source: '10.77.0.2', scope: 253 }),
     ]);
+    // The request's key in another case, as Go's encoding/json reads the request: it was refused
+    // ("routes: {}"), and del-iface's {"Interface":...} read as an empty Interface.
+    const recased = run(
+      ['update-routes', 'kp'],
+      '{"ROUTES":{"Routes":[{"dest":"10.98.0.0/16", "gateway":"10.77.0.1", "device":"eth7"}]}}',
+    );
+    expect(recased.status, recased.stderr).toBe(0);
+    expect(routesOf()).toEqual([expect.objectContaining({ dest: '10.98.0.0/16', gateway: '10.77.0.1' })]);
     // No routes: protojson leaves the empty list out, and Kata sent the request, so every route goes.
     const cleared = run(['update-routes', 'kp'], '{"routes":{}}');
     expect(cleared.status, cleared.stderr).toBe(0);
     expect(routesOf()).toEqual([]);
-    expect(run(['del-iface', 'kp'], `{"interface":{"name":"eth7", "hwAddr":"${mac}"}}`).status).toBe(0);
+    const removed = run(['del-iface', 'kp'], `{"Interface":{"name":"eth7", "hwAddr":"${mac}"}}`);
+    expect(removed.status, removed.stderr).toBe(0);
+    expect(removed.stderr).not.toContain('ignored');
     expect(vcnet(['detach', '--sandbox', 'kp', '--state-dir', stateDirectory()]).status).toBe(0);
   });
 

@@ -227,6 +227,44 @@ describe("the agent requests Kata's runtime logs (protobuf JSON)", () => {
     expect(routesRequestFromJson([{ device: 'eth0' }])?.map((route) => route.device)).toEqual(['eth0']);
     expect(interfaceRequestFromJson({ name: 'eth1' }).name).toBe('eth1');
   });
+
+  it("matches the request's key as every other key, as Go's encoding/json matches the request's field", () => {
+    // Kata writes it "interface" and "routes" (protojson, serde), and so vcnet read only that spelling:
+    // {"Interface":{...}} was taken for an Interface with one unknown key, an empty Interface, and
+    // {"Routes":{"Routes":[...]}} refused as "routes: {}", a value nobody wrote. Go decodes both into
+    // the request (UpdateInterfaceRequest's field is tagged "interface", matched as Go folds keys).
+    for (const key of ['Interface', 'INTERFACE', 'interface']) {
+      const ignoredKeys: string[] = [];
+      const text = updateInterface.replace('{"interface":', `{"${key}":`);
+      const message = interfaceRequestFromJson(parseKataJsonText(text, 'interface'), { ignoredKeys });
+      expect({ key, name: message.name, mtu: message.mtu, ignoredKeys }).toEqual({
+        key,
+        name: 'eth7',
+        mtu: 1400n,
+        ignoredKeys: [],
+      });
+    }
+    // Two spellings of the key: the later message decoded into the earlier, as Go decodes it.
+    const merged = interfaceRequestFromJson(
+      parseKataJsonText('{"interface":{"name":"eth1","mtu":1300},"Interface":{"mtu":"1400"}}', 'interface'),
+    );
+    expect([merged.name, merged.mtu]).toEqual(['eth1', 1400n]);
+    // A field of the message inside is named as before, whatever the request's key was spelled.
+    expect(fieldNamed(() => interfaceRequestFromJson({ Interface: { name: 5 } }))).toBe('interface.name');
+    for (const key of ['Routes', 'ROUTES', 'Route\u017f']) {
+      const text = updateRoutes.replace('{"routes":', `{"${key}":`);
+      const routes = routesRequestFromJson(parseKataJsonText(text, 'routes'));
+      expect({ key, devices: routes?.map((route) => route.device) }).toEqual({
+        key,
+        devices: ['eth7', 'eth7', 'eth7'],
+      });
+      expect(routesRequestFromJson({ [key]: {} })).toEqual([]);
+      // A misspelt Routes under it is refused, not the empty set (it would remove every route).
+      expect(fieldNamed(() => routesRequestFromJson({ [key]: { Rotues: [] } }))).toBe('routes');
+    }
+    // A letter Go folds onto no ASCII one (the Cyrillic \u0455) matches nothing: no request, refused.
+    expect(fieldNamed(() => routesRequestFromJson({ 'Route\u0455': { Routes: [] } }))).toBe('routes');
+  });
 });
 
 describe('the agent\'s Routes message, {"Routes": [...]}', () => {
