@@ -387,6 +387,25 @@ describe('the installed vcnet in a project of its own', () => {
     expect(compiled.errors.filter((line) => !/^(\.\.\/)*node_modules\/zod\/.* error TS1259: /.test(line))).toEqual([]);
   }, 120_000);
 
+  it('compiles every js and ts block of docs/library.md against the installed types (strict, skipLibCheck false)', async () => {
+    // A block without an import continues the one before it (it uses that block's names).
+    const page = readFileSync(join(ROOT, 'docs/library.md'), 'utf8');
+    const blocks: Array<{ line: number; code: string }> = [];
+    for (const match of page.matchAll(/^```(?:js|ts)\n([\s\S]*?)^```$/gm)) {
+      const line = page.slice(0, match.index).split('\n').length;
+      const code = match[1]!;
+      const previous = blocks.at(-1);
+      if (!/^import /m.test(code) && previous) previous.code += code;
+      else blocks.push({ line, code });
+    }
+    expect(blocks.length).toBeGreaterThanOrEqual(4);
+    const files = Object.fromEntries(
+      blocks.map(({ line, code }) => [`library-md-line-${line}.ts`, `${code}export {};\n`]),
+    );
+    const folder = project('ts-library-md', 'module', files);
+    expect(await compile(folder, { module: 'nodenext', noEmit: true })).toEqual({ status: 0, errors: [] });
+  }, 120_000);
+
   it('under module node16, a static import from a CommonJS file is refused (TS1479) in that file alone', async () => {
     const folder = project('ts-node16-cjs-static', 'commonjs', { 'index.ts': STATIC_IMPORTS });
     const compiled = await compile(folder, { module: 'node16', esModuleInterop: true });
