@@ -41,6 +41,13 @@ const PROGRAM_ONLY_ERRORS = [
 
 /** Identifiers the docs name beside the library that are fields, options or other programs', not exports. */
 const DOCS_NON_EXPORTS = [
+  // TypeScript's compiler options and Node's types (the TypeScript section).
+  'esModuleInterop',
+  'allowSyntheticDefaultImports',
+  'skipLibCheck',
+  'moduleResolution',
+  'typesVersions',
+  'AbortSignal',
   // GarbageReport's fields.
   'leftAlone',
   'claimsOnly',
