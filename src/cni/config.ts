@@ -372,7 +372,20 @@ function tapIdOf(value: number | string, field: string, kind: 'user' | 'group'):
 
 /** Validates a decoded network config: code 1 for a version vcnet-cni does not speak, 2 or 7 naming the field. */
 export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
-  if (raw.cniVersion !== undefined && !isSupportedCniVersion(raw.cniVersion)) {
+  // A conflist without cniVersion: libcni passes "" (another runtime may pass none), which CNI's
+  // plugins read as 0.1.0 (bridge answers with 0.1.0's "ip4" result). Said as what it is: the
+  // version the user left out, not a version "" they gave.
+  if (raw.cniVersion === undefined || raw.cniVersion === '') {
+    throw new CniError(
+      'VCNET_CNI_VERSION',
+      `the conflist names no cniVersion (the runtime passed ${raw.cniVersion === '' ? '""' : 'none'}), which CNI reads as 0.1.0: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
+      {
+        value: raw.cniVersion,
+        hint: `add "cniVersion": "${PREFERRED_CNI_VERSION}" to the conflist (the plugins before vcnet-cni then answer in ${PREFERRED_CNI_VERSION} too, not with 0.1.0's "ip4" result)`,
+      },
+    );
+  }
+  if (!isSupportedCniVersion(raw.cniVersion)) {
     throw new CniError(
       'VCNET_CNI_VERSION',
       `incompatible CNI version ${describeGivenValue(raw.cniVersion)}: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,

@@ -38,20 +38,12 @@ export function holdDeviceFile(namespacePath: string, devicePath: string): Promi
 }
 
 /**
- * A VMM and guest NIC in one: attaches a queue of vcnet's `tap` in `podPath` (with the virtio-net
- * header, as QEMU does) and copies frames both ways to a tap of its own, `guestTap`, made in
- * `guestPath`, where that namespace's kernel receives them as a guest's NIC would: it answers only
- * what is sent to its own MAC (the caller gives it the guest MAC, an address, and sets it up once
- * this resolves). The guest tap goes when the process is killed. setns by ctypes: Debian 12's
- * python3 (3.11) has no os.setns.
+ * The python that copies frames both ways between a VM's device (`openPod`: a statement that sets
+ * `pod` to its fd, read and written with a virtio-net header of 10 bytes, as QEMU does) and a tap of
+ * its own, `guestTap`, made in `guestPath`. setns by ctypes: Debian 12's python3 (3.11) has no os.setns.
  */
-export function relayTapToGuest(
-  podPath: string,
-  tap: string,
-  guestPath: string,
-  guestTap: string,
-): Promise<ChildProcess> {
-  const script = [
+function relayScript(openPod: string, guestPath: string, guestTap: string): string {
+  return [
     'import ctypes,fcntl,os,select,struct',
     'libc=ctypes.CDLL(None,use_errno=True)',
     'def enter(path):',
@@ -62,11 +54,10 @@ export function relayTapToGuest(
     ' fd=os.open("/dev/net/tun",os.O_RDWR)',
     ' fcntl.ioctl(fd,0x400454ca,struct.pack("16sH",name.encode(),flags))',
     ' return fd',
-    // IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR: a queue of vcnet's tap, as QEMU attaches one.
-    `enter(${JSON.stringify(podPath)});pod=tap(${JSON.stringify(tap)},0x5002|0x4000)`,
+    openPod,
     `enter(${JSON.stringify(guestPath)});guest=tap(${JSON.stringify(guestTap)},0x1002)`,
     'print("held",flush=True)',
-    // The virtio-net header (10 bytes, no offloads asked) comes before each frame on vcnet's tap.
+    // The virtio-net header (10 bytes, no offloads asked) comes before each frame on the VM's device.
     'HEADER=10',
     'while True:',
     ' for fd in select.select([pod,guest],[],[])[0]:',
@@ -75,5 +66,32 @@ export function relayTapToGuest(
     // A guest tap not up yet refuses frames (EIO): dropped, as a NIC that is down drops them.
     '  except OSError: pass',
   ].join('\n');
-  return held(spawn('/usr/bin/python3', ['-c', script]));
+}
+
+/**
+ * A VMM and guest NIC in one: attaches a queue of vcnet's `tap` in `podPath` (with the virtio-net
+ * header, as QEMU does) and copies frames both ways to a tap of its own, `guestTap`, made in
+ * `guestPath`, where that namespace's kernel receives them as a guest's NIC would: it answers only
+ * what is sent to its own MAC (the caller gives it the guest MAC, an address, and sets it up once
+ * this resolves). The guest tap goes when the process is killed.
+ */
+export function relayTapToGuest(
+  podPath: string,
+  tap: string,
+  guestPath: string,
+  guestTap: string,
+): Promise<ChildProcess> {
+  // IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE | IFF_VNET_HDR: a queue of vcnet's tap, as QEMU attaches one.
+  const openPod = `enter(${JSON.stringify(podPath)});pod=tap(${JSON.stringify(tap)},0x5002|0x4000)`;
+  return held(spawn('/usr/bin/python3', ['-c', relayScript(openPod, guestPath, guestTap)]));
+}
+
+/**
+ * relayTapToGuest for a macvtap: opens its device file (`devicePath`, the record's tapDevicePath, as
+ * QEMU is given it by fd), which carries the virtio-net header from the open on (IFF_VNET_HDR is a
+ * macvtap queue's default).
+ */
+export function relayMacvtapToGuest(devicePath: string, guestPath: string, guestTap: string): Promise<ChildProcess> {
+  const openPod = `pod=os.open(${JSON.stringify(devicePath)},os.O_RDWR)`;
+  return held(spawn('/usr/bin/python3', ['-c', relayScript(openPod, guestPath, guestTap)]));
 }

@@ -585,3 +585,47 @@ describe('vcnet attach --vhost-user-store', () => {
     }
   });
 });
+
+describe('vcnet in the environment a hook or sudo gives it', () => {
+  // `env -i` leaves nothing; sudo's env_reset leaves its secure_path, HOME, TERM and SUDO_*. vcnet
+  // starts no program (netlink, not ip or tc) and reads no HOME. The test run's registry is kept, so
+  // the state directory is never registered in the host's /run/vcnet.
+  const registry = process.env.VCNET_STATE_REGISTRY ? { VCNET_STATE_REGISTRY: process.env.VCNET_STATE_REGISTRY } : {};
+  it.each([
+    ['env -i', 'tcfilter', {}],
+    ['env -i', 'macvtap', {}],
+    [
+      "sudo's env_reset",
+      'macvtap',
+      {
+        PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        HOME: '/root',
+        TERM: 'dumb',
+        SUDO_USER: 'nobody',
+        SUDO_UID: '65534',
+        SUDO_GID: '65534',
+        SUDO_COMMAND: '/usr/bin/vcnet attach',
+      },
+    ],
+  ] as const)(
+    'under %s, model %s: attach, list and detach succeed and the pod is as before',
+    (_how, model, environment) => {
+      const { pod } = makePod();
+      const before = fingerprint(pod);
+      const run = (args: string[]) =>
+        spawnSync(process.execPath, [CLI, ...args, '--state-dir', stateDirectory()], {
+          encoding: 'utf8',
+          env: { ...registry, ...environment },
+        });
+      const attached = run(['attach', '--sandbox', 'bare', '--netns', pod.path, '--model', model, '--json']);
+      expect(attached.status, attached.stderr).toBe(0);
+      expect(JSON.parse(attached.stdout).endpoints).toEqual([expect.objectContaining({ name: 'eth0', model })]);
+      const listed = run(['list', '--json']);
+      expect(listed.status, listed.stderr).toBe(0);
+      expect(listed.stdout).toContain('"bare"');
+      const detached = run(['detach', '--sandbox', 'bare']);
+      expect(detached.status, detached.stderr).toBe(0);
+      expect(fingerprint(pod)).toEqual(before);
+    },
+  );
+});

@@ -1542,6 +1542,37 @@ describe.skipIf(skipReason)('vcnet-cni with older and newer CNI versions', () =>
     expect(existsSync(join(stateDirectory, attachment.containerId))).toBe(false);
   });
 
+  it('a conflist without cniVersion, as libcni runs it ("" to each plugin): bridge answers in 0.1.0, vcnet-cni refuses saying the conflist names none, DEL of the chain frees everything', () => {
+    const { node, pod } = makeNodeAndPod();
+    // libcni's NetworkConfFromBytes leaves CNIVersion "" for a list without one, and injects it into each plugin.
+    const list = { ...conflist({}), cniVersion: '' };
+    const runtime = new CniRuntime(node, attachmentIn(pod));
+    const bridge = runtime.invoke('ADD', { ...list.plugins[0], cniVersion: '', name: list.name });
+    expect(bridge.status, bridge.stdout).toBe(0);
+    expect(bridge.output).toMatchObject({ cniVersion: '0.1.0', ip4: { ip: expect.stringMatching(/^10\.231\.1\./) } });
+    const before = fingerprint(pod);
+    const add = runtime.invoke('ADD', {
+      ...list.plugins[1],
+      cniVersion: '',
+      name: list.name,
+      prevResult: bridge.output,
+    });
+    expect(add.status).toBe(1);
+    expect(add.output).toEqual({
+      cniVersion: '1.0.0',
+      code: 1,
+      msg: 'the conflist names no cniVersion (the runtime passed ""), which CNI reads as 0.1.0: vcnet-cni supports 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0',
+      details:
+        'VCNET_CNI_VERSION: add "cniVersion": "1.0.0" to the conflist (the plugins before vcnet-cni then answer in 1.0.0 too, not with 0.1.0\'s "ip4" result)',
+    });
+    expect(fingerprint(pod)).toEqual(before);
+    // The ADD failed: libcni runs the chain's DEL without a cached result, vcnet-cni first.
+    runtime.del(list);
+    expect(reservations()).toEqual([]);
+    expect(linkNames(pod)).toEqual(['lo']);
+    expect(existsSync(join(stateDirectory, runtime.attachment.containerId))).toBe(false);
+  });
+
   it('1.1.0: STATUS answers ready; GC keeps valid attachments and undoes stale ones in their namespace', () => {
     const { node, pod } = makeNodeAndPod();
     // bridge 1.1.1 speaks up to 1.0.0: the 1.1.0 config is vcnet-cni's alone, prevResult relabelled.

@@ -164,8 +164,22 @@ describe('parseCniConfig', () => {
     expect(thrown(() => parseCniConfig(withoutName)).message).toBe(
       'invalid network config: name: missing, expected a string',
     );
+  });
+
+  it('refuses a config without cniVersion, or with the "" libcni passes for a conflist without one, with code 1 saying so', () => {
     const { cniVersion: _version, ...withoutVersion } = base;
-    expect(thrown(() => parseCniConfig(withoutVersion)).message).toContain('cniVersion: missing');
+    const supported = 'which CNI reads as 0.1.0: vcnet-cni supports 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0';
+    for (const [config, passed] of [
+      [withoutVersion, 'none'],
+      [{ ...base, cniVersion: '' }, '""'],
+    ] as const) {
+      const error = thrown(() => parseCniConfig(config));
+      expect(error.cniCode).toBe(1);
+      expect(error.message).toBe(`the conflist names no cniVersion (the runtime passed ${passed}), ${supported}`);
+      expect(error.hint).toBe(
+        'add "cniVersion": "1.0.0" to the conflist (the plugins before vcnet-cni then answer in 1.0.0 too, not with 0.1.0\'s "ip4" result)',
+      );
+    }
   });
 
   it('refuses an unknown key inside rateLimit with code 2, naming key and value', () => {
