@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { VcnetError } from '../../../src/errors.js';
+import { decodeAddress } from '../../../src/netlink/codec/address.js';
 import { AddressFamily } from '../../../src/netlink/codec/constants.js';
 import { InterfaceFlag } from '../../../src/netlink/codec/link/message.js';
 import { decodeLink } from '../../../src/netlink/codec/link.js';
-import { NeighbourState } from '../../../src/netlink/codec/neighbour.js';
-import { RouteFlag, RouteProtocol, RouteScope, RouteType } from '../../../src/netlink/codec/route.js';
+import { decodeNeighbour, NeighbourState } from '../../../src/netlink/codec/neighbour.js';
+import type { RawMessage } from '../../../src/netlink/codec/reader.js';
+import { decodeRoute, RouteFlag, RouteProtocol, RouteScope, RouteType } from '../../../src/netlink/codec/route.js';
+import type { NamespaceSnapshot } from '../../../src/netlink/handle.js';
 import { classifyInterface, createEndpoint } from '../../../src/network/endpoint/create-endpoint.js';
 import {
   chooseGuestRoutes,
@@ -14,13 +17,17 @@ import {
   routesNotForGuestNotice,
 } from '../../../src/network/guest.js';
 import { endpointFromState } from '../../../src/network/network.js';
+import type { NetworkInfo } from '../../../src/network/network-info.js';
 import {
+  classifyScan,
+  interfacesOf,
   KERNEL_FALLBACK_TUNNEL_REASON,
   type SkippedInterface,
   selectEndpointInterfaces,
   skippedNotice,
 } from '../../../src/network/scan.js';
 import { recordedRoutesAfter } from '../../../src/sandbox/guest-push.js';
+import fallbackTunnels from '../../fixtures/netlink/fallback-tunnels.json' with { type: 'json' };
 import { address, info, link, permanent, route } from './fixtures.js';
 
 describe('endpoint choice (Kata createEndpoint)', () => {
@@ -408,54 +415,114 @@ describe('which links become endpoints (Kata scanEndpointsInNs, then better)', (
   });
 });
 
-/** A link as the kernel dumps a fallback tunnel (RTM_NEWLINK: ifinfomsg, name, MTU, zero addresses, down, kind). */
-function kernelLinkBytes(name: string, arphrd: number, kind: string, addressLength: number, mtu: number) {
-  const attribute = (type: number, value: Buffer) => {
-    const buffer = Buffer.alloc((4 + value.length + 3) & ~3);
-    buffer.writeUInt16LE(4 + value.length, 0);
-    buffer.writeUInt16LE(type, 2);
-    value.copy(buffer, 4);
-    return buffer;
-  };
-  const u32 = (value: number) => {
-    const buffer = Buffer.alloc(4);
-    buffer.writeUInt32LE(value);
-    return buffer;
-  };
-  const header = Buffer.alloc(16);
-  header.writeUInt16LE(arphrd, 2);
-  header.writeInt32LE(2, 4);
-  header.writeUInt32LE(0x80, 8); // NOARP, not up
-  const payload = Buffer.concat([
-    header,
-    attribute(3, Buffer.from(`${name}\0`)),
-    attribute(4, u32(mtu)),
-    attribute(1, Buffer.alloc(addressLength)),
-    attribute(2, Buffer.alloc(addressLength)),
-    attribute(16, Buffer.from([2])),
-    attribute(18, attribute(1, Buffer.from(`${kind}\0`))),
-  ]);
+/** A reply message as test/fixtures/netlink/fallback-tunnels.json holds it (nlmsghdr and payload, hex). */
+function rawMessage(hex: string): RawMessage {
+  const bytes = Buffer.from(hex, 'hex');
   return {
-    link: decodeLink({ type: 16, flags: 2, sequence: 1, portId: 0, payload }),
-    addresses: [],
-    routes: [],
-    neighbours: [],
+    type: bytes.readUInt16LE(4),
+    flags: bytes.readUInt16LE(6),
+    sequence: bytes.readUInt32LE(8),
+    portId: bytes.readUInt32LE(12),
+    payload: bytes.subarray(16),
   };
 }
 
-describe("the kernel's fallback tunnels", () => {
-  it('are skipped as such (logged at debug by attach), identified by name, kind and hardware type', () => {
-    const tunl0 = kernelLinkBytes('tunl0', 768, 'ipip', 4, 1480);
-    const ip6gre0 = kernelLinkBytes('ip6gre0', 823, 'ip6gre', 16, 1448);
-    // Someone's own ipip tunnel, and a veth someone named tunl0: warned of as any skipped link.
-    const theirs = kernelLinkBytes('tun1', 768, 'ipip', 4, 1480);
-    const impostor = { ...kernelLinkBytes('tunl0', 1, 'veth', 6, 1500) };
-    const { skipped } = selectEndpointInterfaces([tunl0, ip6gre0, theirs, impostor]);
+/**
+ * A fresh namespace of the test guest's kernel (Debian's cloud kernel) after ipip, sit, ip_gre, ip6_tunnel,
+ * ip6_gre, ip_vti and ip6_vti were loaded, as its dumps answered (scripts/capture-fallback-tunnels.ts).
+ */
+const fallbackNamespace: NamespaceSnapshot = {
+  links: fallbackTunnels.links.map((hex) => decodeLink(rawMessage(hex))),
+  addresses: fallbackTunnels.addresses.map((hex) => decodeAddress(rawMessage(hex))),
+  routes: fallbackTunnels.routes.map((hex) => decodeRoute(rawMessage(hex))),
+  neighbours: fallbackTunnels.neighbours.map((hex) => decodeNeighbour(rawMessage(hex))),
+  proxyNeighbours: [],
+  qdiscs: [],
+};
+const fallbackInterfaces = interfacesOf(fallbackNamespace);
+function recorded(name: string): NetworkInfo {
+  const found = fallbackInterfaces.find((entry) => entry.link.name === name);
+  if (!found) throw new Error(`${name} is not in test/fixtures/netlink/fallback-tunnels.json`);
+  return found;
+}
+
+describe("the kernel's fallback tunnels, as a real kernel makes them", () => {
+  it('the recording holds every fallback device of those modules, gretap0 and erspan0 Ethernet-type with a zero MAC', () => {
+    expect(fallbackTunnels.modules).toEqual(
+      expect.arrayContaining(['ipip', 'sit', 'ip_gre', 'ip6_tunnel', 'ip6_gre', 'ip_vti', 'ip6_vti']),
+    );
+    expect(fallbackInterfaces.map((entry) => [entry.link.name, entry.link.kind, entry.link.type])).toEqual([
+      ['tunl0', 'ipip', 768],
+      ['sit0', 'sit', 776],
+      ['gre0', 'gre', 778],
+      ['gretap0', 'gretap', 1],
+      ['erspan0', 'erspan', 1],
+      ['ip6tnl0', 'ip6tnl', 769],
+      ['ip6gre0', 'ip6gre', 823],
+      ['ip_vti0', 'vti', 768],
+      ['ip6_vti0', 'vti6', 769],
+    ]);
+    // What could pass for a veth: Ethernet hardware type, broadcast, a six-byte (all-zero) MAC.
+    for (const name of ['gretap0', 'erspan0']) {
+      expect(recorded(name).link.address).toBe('00:00:00:00:00:00');
+      expect(recorded(name).link.flags & InterfaceFlag.BROADCAST).not.toBe(0);
+    }
+  });
+
+  it("are each skipped as the kernel's, with that reason in the line said, and none becomes an endpoint", () => {
+    const { selected, skipped } = selectEndpointInterfaces(fallbackInterfaces);
+    expect(selected).toEqual([]);
+    expect(skipped.map((entry) => [entry.info.link.name, entry.reason])).toEqual(
+      fallbackInterfaces.map((entry) => [entry.link.name, KERNEL_FALLBACK_TUNNEL_REASON]),
+    );
+    for (const entry of skipped) {
+      expect(skippedNotice(entry)).toBe(
+        `skipped ${entry.info.link.name} (kind ${entry.info.link.kind}): ${KERNEL_FALLBACK_TUNNEL_REASON}; ` +
+          `naming it would not attach it either: unsupported network interface ${entry.info.link.name}: kind ${entry.info.link.kind}`,
+      );
+    }
+    // vcnet scan's view: skipped, for that reason, and no endpoint type even if named.
+    expect(
+      classifyScan({ interfaces: fallbackInterfaces, snapshot: fallbackNamespace }).map((entry) => [
+        entry.info.link.name,
+        entry.skipped,
+        entry.endpointType,
+        entry.unsupported?.code,
+      ]),
+    ).toEqual(
+      fallbackInterfaces.map((entry) => [
+        entry.link.name,
+        KERNEL_FALLBACK_TUNNEL_REASON,
+        undefined,
+        'VCNET_UNSUPPORTED_INTERFACE',
+      ]),
+    );
+  });
+
+  it('are told from links that only share a name, kind or hardware type with one', () => {
+    const tunl0 = recorded('tunl0');
+    const gretap0 = recorded('gretap0');
+    // Someone's own ipip tunnel; a veth someone named tunl0; an Ethernet-type veth named gretap0;
+    // tunl0 given an address (someone's tunnel now): warned of as any skipped link, or taken.
+    const theirs = { ...tunl0, link: { ...tunl0.link, name: 'tun1' } };
+    const impostor = { ...gretap0, link: { ...gretap0.link, name: 'tunl0', kind: 'veth' } };
+    const vethNamedGretap = { ...gretap0, link: { ...gretap0.link, kind: 'veth' } };
+    const addressed = { ...tunl0, addresses: [address('10.1.0.1', 24, { index: tunl0.link.index })] };
+    const { selected, skipped } = selectEndpointInterfaces([
+      tunl0,
+      gretap0,
+      theirs,
+      impostor,
+      vethNamedGretap,
+      addressed,
+    ]);
     expect(skipped.map((entry) => [entry.info.link.name, entry.reason === KERNEL_FALLBACK_TUNNEL_REASON])).toEqual([
       ['tunl0', true],
-      ['ip6gre0', true],
+      ['gretap0', true],
       ['tun1', false],
       ['tunl0', false],
+      ['gretap0', false],
     ]);
+    expect(selected).toEqual([addressed]);
   });
 });
