@@ -1,0 +1,78 @@
+/**
+ * vcnet's scan over the kernel's fallback tunnels as a real kernel makes them: in the test guest (Debian's
+ * cloud kernel under QEMU), after ipip, sit, ip_gre, ip6_tunnel, ip6_gre and the vtis are loaded, a fresh
+ * namespace has tunl0, sit0, gre0, gretap0, erspan0... The guest program scripts/guest-programs/namespace-links.ts
+ * adds a veth with an address there and runs the scan attach uses; the tunnels must be skipped as the
+ * kernel's, with that reason in the line said, and the veth taken. The host's own kernel may have none of
+ * these modules (the integration test of attach then skips): the guest always has them. Nothing runs in the
+ * host's namespaces: the guest has no NIC.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
+import { KERNEL_FALLBACK_TUNNEL_REASON } from '../../src/network/scan.js';
+import { bootGuest, guestUnavailableReason, killAllGuests } from '../helpers/guest.js';
+import { readNamespaceLinks } from '../helpers/namespace-links.js';
+
+const unavailable = guestUnavailableReason();
+if (unavailable) console.log(`fallback-tunnels-vm: skipped: ${unavailable}`);
+
+/** The fallback devices those modules make in a new namespace, with the kinds the kernel gives them. */
+const FALLBACK_TUNNELS = [
+  ['tunl0', 'ipip'],
+  ['sit0', 'sit'],
+  ['gre0', 'gre'],
+  ['gretap0', 'gretap'],
+  ['erspan0', 'erspan'],
+  ['ip6tnl0', 'ip6tnl'],
+  ['ip6gre0', 'ip6gre'],
+  ['ip_vti0', 'vti'],
+  ['ip6_vti0', 'vti6'],
+];
+
+afterEach(async () => {
+  await killAllGuests();
+});
+
+describe.skipIf(unavailable !== undefined)('the kernel fallback tunnels in a guest namespace', () => {
+  it('are skipped with their reason by the scan, and the veth with an address beside them is taken', {
+    timeout: 300_000,
+  }, async () => {
+    const guest = await bootGuest({
+      append: guestKernelCommandLine({
+        command: 'load-modules tunnels && load-modules veth && node /agent/namespace-links.js --veth',
+        powerOff: true,
+      }),
+    });
+    const { scan, modules, kernel } = await readNamespaceLinks(guest, 240_000);
+    console.log(`fallback-tunnels-vm: Linux ${kernel}, ${scan.length} links scanned`);
+    expect(modules).toEqual(expect.arrayContaining(['ipip', 'sit', 'ip_gre', 'ip6_tunnel', 'ip6_gre']));
+
+    const byName = new Map(scan.map((line) => [line.name, line]));
+    expect([...byName.keys()].sort()).toEqual([...FALLBACK_TUNNELS.map(([name]) => name), 'eth0', 'eth0-peer'].sort());
+    for (const [name, kind] of FALLBACK_TUNNELS) {
+      expect(byName.get(name!), name).toEqual({
+        name,
+        kind,
+        skipped: KERNEL_FALLBACK_TUNNEL_REASON,
+        endpointType: null,
+        unsupported: 'VCNET_UNSUPPORTED_INTERFACE',
+        notice: `skipped ${name} (kind ${kind}): ${KERNEL_FALLBACK_TUNNEL_REASON}; naming it would not attach it either: unsupported network interface ${name}: kind ${kind}`,
+      });
+    }
+    // The veth with an address becomes an endpoint; its peer, without one, is skipped as any such link.
+    expect(byName.get('eth0')).toEqual({
+      name: 'eth0',
+      kind: 'veth',
+      skipped: null,
+      endpointType: 'virtual',
+      unsupported: null,
+      notice: null,
+    });
+    expect(byName.get('eth0-peer')).toMatchObject({ kind: 'veth', skipped: 'no address', endpointType: 'virtual' });
+    expect(byName.get('eth0-peer')?.notice).toBe(
+      'skipped eth0-peer (kind veth): no address; name it with --interface eth0-peer (or add-iface) to attach it anyway',
+    );
+
+    expect((await guest.waitForLine(/VCNET-CMD-EXIT (\d+)$/, 60_000)).match[1]).toBe('0');
+  });
+});
