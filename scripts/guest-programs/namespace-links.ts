@@ -4,8 +4,10 @@
  * what the guest's kernel put there and what vcnet's scan makes of it. The kernel makes its fallback tunnels
  * (tunl0, sit0, gre0...) in every new namespace once their modules are loaded, so the caller loads them first.
  *
- * Usage: node /agent/namespace-links.js [--veth]
- *   --veth   also make a veth pair in the namespace, eth0 (up, 10.0.2.15/24) and eth0-peer (no address)
+ * Usage: node /agent/namespace-links.js [--veth [--attach]]
+ *   --veth     also make a veth pair in the namespace, eth0 (up, 10.0.2.15/24) and eth0-peer (no address)
+ *   --attach   then attach its endpoints (Network.addEndpoints, tcfilter), print what became endpoints and the
+ *              flags of every link before and after, and detach
  *
  * Lines printed (one message per line; the host checks the count and the SHA-256 of the messages):
  *   VCNET-LINKS-KERNEL <release>
@@ -13,6 +15,8 @@
  *   VCNET-LINKS-MESSAGE <part> <hex>                    part: links, addresses, routes or neighbours; the
  *                                                       reply message (nlmsghdr and payload) of that dump
  *   VCNET-LINKS-SCAN <json>                             {name, kind, skipped, endpointType, unsupported, notice}
+ *   VCNET-LINKS-ATTACH <json>                           {endpoints, before, attached, detached}: endpoint link
+ *                                                       names, and each link's flags before, attached, detached
  *   VCNET-LINKS-END <messages> <sha256 of the hex strings joined by "\n">
  */
 import { createHash } from 'node:crypto';
@@ -27,13 +31,17 @@ import type { MessageWriter } from '../../src/netlink/codec/writer.js';
 import { NetlinkHandle } from '../../src/netlink/handle.js';
 import { createNamespace, deleteNamespace } from '../../src/netns/namespace.js';
 import { NETNS_RUN_DIRECTORY } from '../../src/netns/namespace-identity.js';
+import { Network } from '../../src/network/network.js';
 import { classifyScan, scanNamespace, selectEndpointInterfaces, skippedNotice } from '../../src/network/scan.js';
 import { serialise } from '../serialise-netlink-message.js';
 
 const withVeth = process.argv.includes('--veth');
-const unknown = process.argv.slice(2).filter((argument) => argument !== '--veth');
-if (unknown.length > 0) {
-  console.error(`namespace-links: unknown arguments ${unknown.join(' ')} (accepted: --veth)`);
+const withAttach = process.argv.includes('--attach');
+const unknown = process.argv.slice(2).filter((argument) => argument !== '--veth' && argument !== '--attach');
+if (unknown.length > 0 || (withAttach && !withVeth)) {
+  console.error(
+    `namespace-links: arguments ${process.argv.slice(2).join(' ')} refused (accepted: [--veth [--attach]])`,
+  );
   process.exit(2);
 }
 
@@ -86,6 +94,33 @@ try {
       notice: skip ? skippedNotice(skip) : null,
     };
     console.log(`VCNET-LINKS-SCAN ${JSON.stringify(line)}`);
+  }
+  if (withAttach) {
+    const flags = async () => Object.fromEntries((await handle.links()).map((link) => [link.name, link.flags]));
+    const before = await flags();
+    const network = Network.open({
+      namespacePath: path,
+      model: 'tcfilter',
+      namespaceCreatedByVcnet: false,
+      disableNewNetns: false,
+      queues: 1,
+      vhostNet: 'auto',
+    });
+    try {
+      const endpoints = await network.addEndpoints();
+      const attached = await flags();
+      await network.removeEndpoints();
+      const detached = await flags();
+      const line = {
+        endpoints: endpoints.map((endpoint) => endpoint.properties.link.name),
+        before,
+        attached,
+        detached,
+      };
+      console.log(`VCNET-LINKS-ATTACH ${JSON.stringify(line)}`);
+    } finally {
+      network.close();
+    }
   }
   const digest = createHash('sha256').update(printed.join('\n')).digest('hex');
   console.log(`VCNET-LINKS-END ${printed.length} ${digest}`);

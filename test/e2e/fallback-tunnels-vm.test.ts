@@ -2,16 +2,17 @@
  * vcnet's scan over the kernel's fallback tunnels as a real kernel makes them: in the test guest (Debian's
  * cloud kernel under QEMU), after ipip, sit, ip_gre, ip6_tunnel, ip6_gre and the vtis are loaded, a fresh
  * namespace has tunl0, sit0, gre0, gretap0, erspan0... The guest program scripts/guest-programs/namespace-links.ts
- * adds a veth with an address there and runs the scan attach uses; the tunnels must be skipped as the
- * kernel's, with that reason in the line said, and the veth taken. The host's own kernel may have none of
+ * adds a veth with an address there, runs the scan attach uses, then attaches the namespace (tcfilter) and
+ * detaches it; the tunnels must be skipped as the kernel's, with that reason in the line said, and left as
+ * they are, and the veth taken. The host's own kernel may have none of
  * these modules (the integration test of attach then skips): the guest always has them. Nothing runs in the
  * host's namespaces: the guest has no NIC.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { guestKernelCommandLine } from '../../src/hypervisor/guest-image.js';
 import { KERNEL_FALLBACK_TUNNEL_REASON } from '../../src/network/scan.js';
 import { bootGuest, guestUnavailableReason, killAllGuests } from '../helpers/guest.js';
-import { readNamespaceLinks } from '../helpers/namespace-links.js';
+import { type NamespaceLinks, readNamespaceLinks } from '../helpers/namespace-links.js';
 
 const unavailable = guestUnavailableReason();
 if (unavailable) console.log(`fallback-tunnels-vm: skipped: ${unavailable}`);
@@ -29,7 +30,25 @@ const FALLBACK_TUNNELS = [
   ['ip6_vti0', 'vti6'],
 ];
 
-afterEach(async () => {
+let guestRun: Promise<NamespaceLinks> | undefined;
+/** One boot for both tests: the scan's lines come before the attach's. */
+function run(): Promise<NamespaceLinks> {
+  guestRun ??= (async () => {
+    const guest = await bootGuest({
+      append: guestKernelCommandLine({
+        command: 'load-modules tunnels && load-modules pod && node /agent/namespace-links.js --veth --attach',
+        powerOff: true,
+      }),
+    });
+    const result = await readNamespaceLinks(guest, 240_000);
+    expect((await guest.waitForLine(/VCNET-CMD-EXIT (\d+)$/, 60_000)).match[1]).toBe('0');
+    console.log(`fallback-tunnels-vm: Linux ${result.kernel}, ${result.scan.length} links scanned`);
+    return result;
+  })();
+  return guestRun;
+}
+
+afterAll(async () => {
   await killAllGuests();
 });
 
@@ -37,14 +56,7 @@ describe.skipIf(unavailable !== undefined)('the kernel fallback tunnels in a gue
   it('are skipped with their reason by the scan, and the veth with an address beside them is taken', {
     timeout: 300_000,
   }, async () => {
-    const guest = await bootGuest({
-      append: guestKernelCommandLine({
-        command: 'load-modules tunnels && load-modules veth && node /agent/namespace-links.js --veth',
-        powerOff: true,
-      }),
-    });
-    const { scan, modules, kernel } = await readNamespaceLinks(guest, 240_000);
-    console.log(`fallback-tunnels-vm: Linux ${kernel}, ${scan.length} links scanned`);
+    const { scan, modules } = await run();
     expect(modules).toEqual(expect.arrayContaining(['ipip', 'sit', 'ip_gre', 'ip6_tunnel', 'ip6_gre']));
 
     const byName = new Map(scan.map((line) => [line.name, line]));
@@ -72,7 +84,20 @@ describe.skipIf(unavailable !== undefined)('the kernel fallback tunnels in a gue
     expect(byName.get('eth0-peer')?.notice).toBe(
       'skipped eth0-peer (kind veth): no address; name it with --interface eth0-peer (or add-iface) to attach it anyway',
     );
+  });
 
-    expect((await guest.waitForLine(/VCNET-CMD-EXIT (\d+)$/, 60_000)).match[1]).toBe('0');
+  it('are left as they are by a tcfilter attach and its detach, which take the veth alone', {
+    timeout: 300_000,
+  }, async () => {
+    const { attach } = await run();
+    expect(attach).toBeDefined();
+    expect(attach!.endpoints).toEqual(['eth0']);
+    for (const [name] of FALLBACK_TUNNELS) {
+      expect(attach!.before[name!], name).toBeTypeOf('number');
+      expect(attach!.attached[name!], name).toBe(attach!.before[name!]);
+    }
+    // Detach gives back the namespace's links as they were (the VM's tap is gone again).
+    expect(attach!.detached).toEqual(attach!.before);
+    expect(Object.keys(attach!.attached).length).toBeGreaterThan(Object.keys(attach!.before).length);
   });
 });

@@ -15,11 +15,21 @@ export interface NamespaceLinksScanLine {
   notice: string | null;
 }
 
+/** What `--attach` printed: the endpoints' link names, and each link's flags before, attached and detached. */
+export interface NamespaceLinksAttach {
+  endpoints: string[];
+  before: Record<string, number>;
+  attached: Record<string, number>;
+  detached: Record<string, number>;
+}
+
 export interface NamespaceLinks {
   kernel: string;
   modules: string[];
   messages: { links: string[]; addresses: string[]; routes: string[]; neighbours: string[] };
   scan: NamespaceLinksScanLine[];
+  /** Present when the program ran with --attach. */
+  attach?: NamespaceLinksAttach;
 }
 
 const PARTS = ['links', 'addresses', 'routes', 'neighbours'] as const;
@@ -41,6 +51,7 @@ export async function readNamespaceLinks(guest: GuestHandle, timeoutMs: number):
   const messages: NamespaceLinks['messages'] = { links: [], addresses: [], routes: [], neighbours: [] };
   const printed: string[] = [];
   const scan: NamespaceLinksScanLine[] = [];
+  let attach: NamespaceLinksAttach | undefined;
   for (const line of lines) {
     const message = line.match(/VCNET-LINKS-MESSAGE (\w+) ([0-9a-f]+)$/);
     if (message) {
@@ -51,6 +62,8 @@ export async function readNamespaceLinks(guest: GuestHandle, timeoutMs: number):
     }
     const scanned = line.match(/VCNET-LINKS-SCAN (\{.*\})$/);
     if (scanned) scan.push(JSON.parse(scanned[1]!) as NamespaceLinksScanLine);
+    const attached = line.match(/VCNET-LINKS-ATTACH (\{.*\})$/);
+    if (attached) attach = JSON.parse(attached[1]!) as NamespaceLinksAttach;
   }
   const digest = createHash('sha256').update(printed.join('\n')).digest('hex');
   if (printed.length !== Number(last.match[1]) || digest !== last.match[2]) {
@@ -59,5 +72,11 @@ export async function readNamespaceLinks(guest: GuestHandle, timeoutMs: number):
         `(sha256 ${digest}): a kernel message or a lost byte broke a line; run again`,
     );
   }
-  return { kernel: field('VCNET-LINKS-KERNEL'), modules: field('VCNET-LINKS-MODULES').split(','), messages, scan };
+  return {
+    kernel: field('VCNET-LINKS-KERNEL'),
+    modules: field('VCNET-LINKS-MODULES').split(','),
+    messages,
+    scan,
+    ...(attach ? { attach } : {}),
+  };
 }
