@@ -17,7 +17,7 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { AttachError } from '../network/model/plumbing-context.js';
 import type { AddEndpointsOptions, Network } from '../network/network.js';
 import { LinkNameTakenError } from '../network/plan/plan-attach.js';
-import { type AttachOperation, describeRecords, type UndoReport } from '../network/plan/undo.js';
+import { type AttachOperation, describeRecords, type UndoReport, undoLeftSome } from '../network/plan/undo.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
 
 /** How an operation keeps its record: `persist` writes what the network holds now, `discard` what it means to have none. */
@@ -87,18 +87,7 @@ export async function undoCompletedAttach(
   if (left.length > 0) {
     // Said as a rollback during the attach says it: what was seen left, what could not be looked at,
     // and what another tool holds now (in no record).
-    return new RollbackIncompleteError(
-      'attach',
-      error,
-      failures,
-      describeRecords(left.filter((step) => !notChecked.includes(step))),
-      left,
-      undefined,
-      undefined,
-      describeRecords(notChecked),
-      undefined,
-      handedOver,
-    );
+    return undoLeftSome('attach', error, { failures, left, notChecked, handedOver });
   }
   if (network.endpoints().length === 0) record.discard();
   else persistIfPossible(record);

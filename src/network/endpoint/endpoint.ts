@@ -16,7 +16,7 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import { describeHandedOver, describeRecords, type UndoOf, type UndoReport, undoRecords } from '../plan/undo.js';
+import { describeHandedOver, type UndoOf, type UndoReport, undoLeftSome, undoRecords } from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 import { noteQueueFds } from './held-queue-fds.js';
 
@@ -337,18 +337,12 @@ export abstract class Endpoint {
     this.closeFds();
     this.plumbing = undefined;
     this.pendingSteps = left;
-    throw new RollbackIncompleteError(
-      `hot-plug of ${this.properties.link.name}`,
-      plugError,
+    throw undoLeftSome(`hot-plug of ${this.properties.link.name}`, plugError, {
       failures,
-      describeRecords(left.filter((record) => !notChecked.includes(record))),
       left,
-      undefined,
-      undefined,
-      describeRecords(notChecked),
-      undefined,
+      notChecked,
       handedOver,
-    );
+    });
   }
 
   async hotDetach(handle: NetlinkHandle, target: HotplugTarget): Promise<UndoReport> {

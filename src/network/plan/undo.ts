@@ -108,6 +108,36 @@ function describeRecord(record: PlumbingStep): string {
   }
 }
 
+/** What an undo of an attach's records came to: refusals, what is left, what was not looked at, what was handed over. */
+export interface AttachUndoOutcome {
+  failures: readonly string[];
+  /** Every record still kept, those not checked among them. */
+  left: PlumbingStep[];
+  notChecked: readonly PlumbingStep[];
+  /** Each already described (describeHandedOver). */
+  handedOver: readonly string[];
+}
+
+/**
+ * The error of `what` failing with `cause` and its undo leaving `outcome.left`: what was seen left,
+ * apart from what could not be looked at, and what another tool holds now (in no record).
+ */
+export function undoLeftSome(what: string, cause: Error, outcome: AttachUndoOutcome): RollbackIncompleteError {
+  const { failures, left, notChecked, handedOver } = outcome;
+  return new RollbackIncompleteError(
+    what,
+    cause,
+    failures,
+    describeRecords(left.filter((record) => !notChecked.includes(record))),
+    left,
+    undefined,
+    undefined,
+    describeRecords(notChecked),
+    undefined,
+    handedOver,
+  );
+}
+
 /**
  * Undoes what an attach made, journals what is left, and throws: the attach's own error when the
  * undo was complete, RollbackIncompleteError naming what is left when the kernel refused part of it.
@@ -176,21 +206,15 @@ export async function rollBackAttach(
     journalFailure = writeError as Error;
   }
   if (report.left.length > 0) {
-    throw new RollbackIncompleteError(
-      'attach',
-      error,
-      [
+    throw undoLeftSome('attach', error, {
+      failures: [
         ...report.failures.map((failure) => failure.message),
         ...(journalFailure ? [`the record of what is left was not updated: ${journalFailure.message}`] : []),
       ],
-      describeRecords(report.left.filter((record) => !report.notChecked?.includes(record))),
-      report.left,
-      undefined,
-      undefined,
-      describeRecords(report.notChecked ?? []),
-      undefined,
-      (report.keptRecords ?? []).map(describeHandedOver),
-    );
+      left: report.left,
+      notChecked: report.notChecked ?? [],
+      handedOver: (report.keptRecords ?? []).map(describeHandedOver),
+    });
   }
   throw error;
 }
