@@ -89,5 +89,5 @@ export const PIN_PATH_PLACEHOLDER = 'PATH';
 export function namespaceNoCommandEnters(held: NamespaceHeldThroughDevice): string {
   const what = held.kind === 'socket' ? 'socket' : 'tap fd';
   const ioctl = held.kind === 'socket' ? 'SIOCGSKNS' : 'TUNGETDEVNETNS';
-  return `no shell command can enter the namespace now: only the ${what} /proc/${held.pid}/fd/${held.fd} of process ${held.pid} holds it, which nsenter cannot open; ${PIN_PATH_PLACEHOLDER} stands for a pin of it, which only a process that holds that ${what} can make (the namespace fd ioctl ${ioctl} gives for it, bind-mounted on an empty file: \`mount --bind /proc/PID/fd/NSFD ${PIN_PATH_PLACEHOLDER}\` while that process holds it open)`;
+  return `no shell command can enter the namespace now: only the ${what} /proc/${held.pid}/fd/${held.fd} of process ${held.pid} holds it, which nsenter cannot open; ${PIN_PATH_PLACEHOLDER} stands for a pin of it, which a process holding that ${what} makes (process ${held.pid}, or one that root gives a copy of it with pidfd_getfd(2)): the ioctl ${ioctl} on the ${what} gives a namespace fd, which it bind-mounts on an empty file while it holds that fd open (\`touch ${PIN_PATH_PLACEHOLDER} && mount --bind /proc/HOLDER/fd/NSFD ${PIN_PATH_PLACEHOLDER}\`, HOLDER that process and NSFD that fd)`;
 }
