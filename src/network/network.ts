@@ -45,8 +45,8 @@ import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
-import type { AttachOperation, UndoOf, UndoReport } from './plan/undo.js';
-import { describeHandedOver, describeRecords, planUndo, undoRecords } from './plan/undo.js';
+import type { UndoOf, UndoReport } from './plan/undo.js';
+import { ATTACH_OPERATIONS, describeHandedOver, describeRecords, planUndo, undoRecords } from './plan/undo.js';
 import {
   interfacesOf,
   physicalLinksOf,
@@ -104,8 +104,6 @@ export interface AddEndpointsOptions {
    */
   operation?: 'attach' | 'add-iface' | 'watch';
 }
-
-const ATTACH_OPERATIONS: readonly AttachOperation[] = ['attach', 'add-iface', 'watch'];
 
 const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [
   'interfaces',

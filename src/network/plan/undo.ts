@@ -487,7 +487,9 @@ export async function noticeRoutesTakenMeanwhile(
  * (vcnet:notice's `operation`): `vcnet attach` (and vcnet-cni ADD), `vcnet add-iface`, or a `vcnet
  * watch` attaching a link it found.
  */
-export type AttachOperation = 'attach' | 'add-iface' | 'watch';
+export type AttachOperation = (typeof ATTACH_OPERATIONS)[number];
+/** Every AttachOperation, for the check of a caller's value (Network.addEndpoints). */
+export const ATTACH_OPERATIONS = ['attach', 'add-iface', 'watch'] as const;
 
 /**
  * Whose undo it is, as its notices say: a detach's, or the rollback of a failed attach (its own
