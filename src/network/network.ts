@@ -39,7 +39,12 @@ import { VhostUserEndpoint } from './endpoint/vhost-user-endpoint.js';
 import { routesNotForGuest, routesNotForGuestNotice } from './guest.js';
 import { freeDeviceIndex } from './interface-pair.js';
 import { checkNotVcnetDevice, isVcnetDevice } from './link-name.js';
-import { AttachError, isUnfinished, type PlumbingContext } from './model/plumbing-context.js';
+import {
+  AttachError,
+  completedAttachHandedOver,
+  isUnfinished,
+  type PlumbingContext,
+} from './model/plumbing-context.js';
 import type { EndpointType, NetworkInfo } from './network-info.js';
 import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
@@ -322,8 +327,10 @@ export class Network {
           failures.push(`the record of what is left was not updated: ${(journalError as Error).message}`);
       }
       // The cause speaks of the failing endpoint only: say which earlier endpoints the undo was of.
+      // No endpoint failed when the failure came after the last was attached (the record written
+      // then): the undo was of every endpoint this call attached.
       const earlier = added.map((endpoint) => endpoint.properties.link.name).join(', ');
-      const attachedBefore = `the endpoint${added.length > 1 ? 's' : ''} attached before it (${earlier})`;
+      const attachedBefore = `the endpoint${added.length > 1 ? 's' : ''} ${failing === undefined ? 'it attached' : 'attached before it'} (${earlier})`;
       // What the failing endpoint's own rollback handed over is said with what the earlier ones' did.
       const handedOverBefore =
         error instanceof RollbackIncompleteError || error instanceof AttachError ? error.handedOver : [];
@@ -351,9 +358,16 @@ export class Network {
       // Everything went but what the earlier endpoints' undo handed over: the error says that stays too.
       if (handedOver.length > 0 && error instanceof AttachError) throw error.withHandedOver(attachedBefore, handedOver);
       // A failure that is no attach's own (the VM refused the NIC's hot-plug, the endpoint's plumbing
-      // all undone): said as the failing endpoint's, with what stays.
-      if (handedOver.length > 0 && failing !== undefined && !(error instanceof RollbackIncompleteError)) {
-        throw new AttachError(failing, error as Error, true, undefined, handedOver, attachedBefore);
+      // all undone): said as the failing endpoint's, with what stays; after the last endpoint (the
+      // record written then refused), as undoCompletedAttach says it.
+      if (handedOver.length > 0 && !(error instanceof RollbackIncompleteError)) {
+        if (failing !== undefined)
+          throw new AttachError(failing, error as Error, true, undefined, handedOver, attachedBefore);
+        throw completedAttachHandedOver(
+          added.map((endpoint) => endpoint.properties.link.name),
+          error as Error,
+          handedOver,
+        );
       }
       throw error;
     }

@@ -14,7 +14,7 @@ import { CloudHypervisorConnectionError } from '../hypervisor/cloud-hypervisor-c
 import type { HotplugTarget } from '../hypervisor/device.js';
 import { DeviceNotHotpluggableError, QmpConnectionError } from '../hypervisor/errors.js';
 import type { Endpoint } from '../network/endpoint/endpoint.js';
-import { AttachError } from '../network/model/plumbing-context.js';
+import { AttachError, completedAttachHandedOver } from '../network/model/plumbing-context.js';
 import type { AddEndpointsOptions, Network } from '../network/network.js';
 import { LinkNameTakenError } from '../network/plan/plan-attach.js';
 import { type AttachOperation, describeRecords, type UndoReport, undoLeftSome } from '../network/plan/undo.js';
@@ -93,12 +93,11 @@ export async function undoCompletedAttach(
   else persistIfPossible(record);
   // Everything went but what another tool holds now: the error says that stays, as an attach's does.
   if (handedOver.length > 0) {
-    const [first, ...others] = added.map((endpoint) => endpoint.properties.link.name);
-    const withIt =
-      others.length > 0
-        ? `the endpoint${others.length > 1 ? 's' : ''} attached with it (${others.join(', ')})`
-        : undefined;
-    return new AttachError(first ?? '', error, true, undefined, handedOver, withIt);
+    return completedAttachHandedOver(
+      added.map((endpoint) => endpoint.properties.link.name),
+      error,
+      handedOver,
+    );
   }
   return error;
 }

@@ -139,6 +139,24 @@ export class AttachError extends VcnetError {
 }
 
 /**
+ * The error of an attach that `cause` ended once every one of `endpoints` was attached (a record write
+ * after the last, vcnet-cni's device step), whose undo removed everything but `handedOver`: said as
+ * the first endpoint's failure, with the others named as undone with it and what stays.
+ */
+export function completedAttachHandedOver(
+  endpoints: readonly string[],
+  cause: Error,
+  handedOver: readonly string[],
+): AttachError {
+  const [first = '', ...others] = endpoints;
+  const withIt =
+    others.length > 0
+      ? `the endpoint${others.length > 1 ? 's' : ''} attached with it (${others.join(', ')})`
+      : undefined;
+  return new AttachError(first, cause, true, undefined, handedOver, withIt);
+}
+
+/**
  * An attach's hint: the cause's (what to do about it), else "see the cause"; with what the namespace
  * is left as when the rollback handed something over, which a reader of the hint alone (a CNI error's
  * `details`) must learn too.

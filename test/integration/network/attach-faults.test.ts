@@ -649,6 +649,101 @@ describe("what an attach's rollback hands over to another tool, with the rest of
   });
 });
 
+describe('an attach undone when the record write after its last endpoint is refused (Network.addEndpoints)', () => {
+  const otherFilter = (link: string) =>
+    `filter add dev ${link} ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' ');
+
+  /**
+   * What attachRecorded threw when every record write from the one after the last step was sent
+   * refused (a disk full then): the first refused is the journal addEndpoints writes once every
+   * endpoint is attached, before the attach's final record. `lastStep` tells the hook's last step.
+   */
+  async function writesRefusedAfterLastStep(
+    network: Network,
+    lastStep: (step: PlanStep) => boolean,
+    atLastStep: () => void,
+  ): Promise<Error & { code?: string; left?: unknown[]; handedOver?: string[] }> {
+    let refusing = false;
+    setApplyTestHook((step) => {
+      if (!lastStep(step)) return;
+      atLastStep();
+      refusing = true;
+    });
+    try {
+      return await attachRecorded(
+        network,
+        {},
+        {
+          persist: () => {
+            if (refusing) throw new Error('injected: no space left for the record');
+          },
+          discard: () => {},
+          path: 'test record',
+        },
+      ).then(
+        () => new Error('attach succeeded'),
+        (caught: unknown) => caught as Error,
+      );
+    } finally {
+      setApplyTestHook(undefined);
+    }
+  }
+
+  it('says the ingress qdisc its undo handed over stays, naming every endpoint undone', async () => {
+    const { pod } = makePod({ interfaces: 2 });
+    const before = fingerprint(pod);
+    const network = Network.open({ ...config(pod, 'tcfilter'), rateLimit: {} });
+    try {
+      const error = await writesRefusedAfterLastStep(
+        network,
+        (step) => step.change.op === 'add-filter' && step.change.link.name === 'tap1_kata',
+        () => pod.exec('tc', otherFilter('eth0')),
+      );
+      expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+      expect(error.message).toBe(
+        "attaching eth0 failed: injected: no space left for the record (everything it and the endpoint attached with it (eth1) had made was removed but the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100); vcnet's own filters in it were deleted and no record keeps it, as it is that tool's now: neither detach nor gc will delete it)",
+      );
+      expect(error.handedOver).toEqual([
+        "the ingress qdisc on eth0, which stays: it holds another tool's filter (prio 100)",
+      ]);
+      expect(network.endpoints()).toEqual([]);
+    } finally {
+      network.close();
+    }
+    const filters = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
+    expect(filters).toContain('match 0a090909/ffffffff at 16');
+    expect(filters).not.toContain('Redirect');
+    pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(before);
+  });
+
+  it('with part of the undo refused, says what its undo was of without an endpoint "before" a failing one', async () => {
+    const { pod } = makePod();
+    addPodMacvtap(pod);
+    const before = fingerprint(pod);
+    const network = Network.open(config(pod, 'macvtap'));
+    try {
+      const error = await writesRefusedAfterLastStep(
+        network,
+        (step) => step.change.op === 'add-filter' && step.change.link.name === 'mvt',
+        // eth0's addresses moved to the guest by then; IPv6 off refuses them back.
+        () => pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=1']),
+      );
+      expect(error.code, error.message).toBe('VCNET_ROLLBACK_INCOMPLETE');
+      expect(error.message).toMatch(
+        /^attach failed: injected: no space left for the record; undoing the endpoints it attached \(eth0, mvt\) failed too \(/,
+      );
+      pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+      const report = await network.removeEndpoints();
+      expect(report.failures).toEqual([]);
+    } finally {
+      pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
+      network.close();
+    }
+    expect(fingerprint(pod)).toEqual(before);
+  });
+});
+
 describe('an attach undone after its plumbing was complete (its last record write refused)', () => {
   const otherFilter = (link: string) =>
     `filter add dev ${link} ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' ');
