@@ -66,13 +66,13 @@ export function isOwnProcessPath(path: string): boolean {
 /**
  * The path a command quoted for a host shell enters the namespace at `path` by: `path` itself, unless
  * it reaches the namespace through this process (isOwnProcessPath: `vcnet gc --netns /proc/self/fd/3`,
- * or a namespace only this process is in), which a pasted command cannot; then another holder of it
- * (namespaceHolderPaths: a /var/run/netns pin, a process in it, a mount, another process's fd on it),
- * leaving out this process's own and the sockets and taps nsenter cannot open. undefined: none found,
- * and nothing reaches the namespace once this process exits.
+ * or a namespace only this process is in), or through another process's socket or tap
+ * (/proc/PID/fd/N, heldDeviceAt), which a pasted command cannot (nsenter cannot open a socket); then
+ * another holder of it (namespaceHolderPaths: a /var/run/netns pin, a process in it, a mount, another
+ * process's fd on it), leaving out this process's own and the sockets and taps. undefined: none found.
  */
 export function pathOutlivingThisProcess(path: string, identity: { dev: number; ino: number }): string | undefined {
-  if (!isOwnProcessPath(path)) return path;
+  if (!isOwnProcessPath(path) && heldDeviceAt(path) === undefined) return path;
   return namespaceHolderPaths(identity).find(
     (holder) => !isOwnProcessPath(holder) && heldDeviceAt(holder) === undefined,
   );

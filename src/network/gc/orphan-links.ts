@@ -14,10 +14,11 @@ import type { Link } from '../../netlink/codec/link.js';
 import { CLSACT_INGRESS_PARENT, formatHandle, TC_H_INGRESS, TC_H_ROOT } from '../../netlink/codec/tc/message.js';
 import type { Qdisc } from '../../netlink/codec/tc/qdisc.js';
 import type { NetlinkHandle } from '../../netlink/handle.js';
+import { heldDeviceAt } from '../../netns/held-device-fds.js';
 import { pathOutlivingThisProcess } from '../../netns/namespace-holders.js';
 import type { OpenedNamespace } from '../../netns/namespace-identity.js';
 import { processIds } from '../../netns/processes.js';
-import { ipCommandIn, PIN_PATH_PLACEHOLDER, shellWord } from '../../shell-word.js';
+import { ipCommandIn, namespaceNoCommandEnters, PIN_PATH_PLACEHOLDER, shellWord } from '../../shell-word.js';
 import { testSeam } from '../../test-seams.js';
 import { chainZeroOwnTables, isVcnetHtb, isVcnetRedirect } from '../foreign-filters.js';
 import { commandOf, formatU32Handle } from '../plan/commands.js';
@@ -164,12 +165,16 @@ interface QuotedEntry {
 /**
  * Where the commands gc quotes for `namespace` enter it (pathOutlivingThisProcess): a path given as
  * this process's own (`--netns /proc/self/fd/3`) names nothing once gc exits, and another process's
- * fd or namespace in the shell it is pasted into. None: PATH, and why.
+ * fd or namespace in the shell it is pasted into; another process's socket or tap (`--netns
+ * /proc/PID/fd/N`, where gc and list say such a namespace is held) no command can enter. None: PATH,
+ * and why.
  */
 function quotedEntry(namespace: OpenedNamespace): QuotedEntry {
   const { path: given } = namespace.identity;
   const path = pathOutlivingThisProcess(given, namespace.identity);
   if (path !== undefined) return { path, unreachable: '' };
+  const held = heldDeviceAt(given);
+  if (held !== undefined) return { path: PIN_PATH_PLACEHOLDER, unreachable: `; ${namespaceNoCommandEnters(held)}` };
   return {
     path: PIN_PATH_PLACEHOLDER,
     unreachable: `; ${PIN_PATH_PLACEHOLDER} stands for a path of the namespace: ${given} reaches it through this vcnet process, which a pasted command cannot, and nothing else gc found holds it, so it goes with what is in it when vcnet exits, unless a holder gc could not see keeps it: then pin it (\`ip netns attach NAME PID\` with a process in it, or \`mount --bind\` of an fd on it onto an empty file) and give that path`,

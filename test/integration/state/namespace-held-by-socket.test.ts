@@ -290,6 +290,53 @@ it('the command an add-iface refusal quotes for a namespace only a socket keeps 
   expect((JSON.parse(shown) as Array<{ mtu: number }>)[0]!.mtu).toBe(1600);
 });
 
+// gc takes such a socket's /proc/PID/fd/N as --netns (it reaches the namespace, as list says where
+// it is held): the commands it quotes for what it leaves there must not be nsenter through the socket.
+it('the commands gc quotes for a namespace named by a socket that keeps it (--netns /proc/PID/fd/N) are not nsenter through that socket, and work once it is pinned', async () => {
+  const { pod } = makePod();
+  // A tenant's link in vcnet's group and an htb of a rate limit's shape: gc leaves both, saying how to remove them.
+  pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+  pod.exec('ip', ['link', 'set', 'eth7-peer', 'group', String(0x7663)]);
+  pod.exec('tc', 'qdisc add dev eth7 root handle 1: htb default 2'.split(' '));
+  pod.exec('tc', 'class add dev eth7 parent 1: classid 1:1 htb rate 10mbit ceil 10mbit'.split(' '));
+  pod.exec('tc', 'class add dev eth7 parent 1:1 classid 1:2 htb rate 10mbit ceil 10mbit'.split(' '));
+  const { pid, fd } = await holdFromOutside(pod, 'socket');
+  pod.delete();
+  const heldAt = `/proc/${pid}/fd/${fd}`;
+
+  const gc = vcnet(['gc', '--netns', heldAt, '--state-dir', stateDir, '--json', '--dry-run'], {
+    VCNET_STATE_REGISTRY: join(stateDir, 'registry'),
+  });
+  expect(gc.status, gc.stderr).toBe(0);
+  const leftAlone = (JSON.parse(gc.stdout) as { leftAlone: Array<{ kind: string; name: string; detail: string }> })
+    .leftAlone;
+  const htb = leftAlone.find((item) => item.kind === 'qdisc' && item.name === 'eth7')?.detail;
+  const grouped = leftAlone.find((item) => item.kind === 'link' && item.name === 'eth7-peer')?.detail;
+  for (const detail of [htb, grouped]) {
+    expect(detail, gc.stdout).toBeDefined();
+    expect(detail).not.toContain(`--net=${heldAt}`);
+    expect(detail).toContain(
+      `no shell command can enter the namespace now: only the socket ${heldAt} of process ${pid} holds it`,
+    );
+  }
+  const removeHtb = /`(nsenter --net=PATH tc qdisc del dev eth7 root handle 1:)` removes it/.exec(htb!)?.[1];
+  const ungroup = /`(nsenter --net=PATH ip link set dev eth7-peer group default)`/.exec(grouped!)?.[1];
+  expect(removeHtb, htb).toBeDefined();
+  expect(ungroup, grouped).toBeDefined();
+
+  const pin = join(stateDir, 'pinned-netns');
+  pinThroughHolder(pid, fd, pin);
+  for (const command of [removeHtb!, ungroup!]) {
+    const pasted = spawnSync('sh', ['-c', command.replaceAll('--net=PATH', `--net=${pin}`)], { encoding: 'utf8' });
+    expect(pasted.status, `${command}: ${pasted.stderr}`).toBe(0);
+  }
+  expect(qdiscsThroughHolder(pid, fd, 'eth7')).not.toContain('htb');
+  const peer = execFileSync('nsenter', [`--net=${pin}`, 'ip', '-j', '-d', 'link', 'show', 'dev', 'eth7-peer'], {
+    encoding: 'utf8',
+  });
+  expect((JSON.parse(peer) as Array<{ group: string }>)[0]!.group).toBe('default');
+});
+
 it('a kernel without pidfd_getfd (Linux 5.6; ENOSYS injected by strace): gc cannot tell, keeps the record and says why', async (context) => {
   if (straceFaultsSkipReason('the missing-pidfd_getfd test')) return context.skip();
   const { pod } = makePod();
