@@ -70,6 +70,28 @@ export function commandIn(
   return `nsenter --net=${shellWord(namespacePath)} ${program}`;
 }
 
+/**
+ * The command that sets the sysctl `key` (slash-separated, as under /proc/sys:
+ * `net/ipv4/conf/LINK/promote_secondaries`) to `value` in the namespace at `namespacePath` (commandIn),
+ * to paste into a host shell. A link name in the key may hold a dot (eth0.100), which sysctl reads as a
+ * separator unless the key's first separator is a slash, or `=`, where sysctl ends the key (`a=b`:
+ * "cannot stat .../conf/a"): `sysctl -q -w net.ipv4.conf.eth0.promote_secondaries=1` as operators
+ * write it, the slash form for a key with a dot, and for one with `=` `echo 1 | tee /proc/sys/KEY`, run
+ * in the namespace (a process there opens that namespace's /proc/sys/net; a redirect of the pasting
+ * shell would open the host's).
+ */
+export function sysctlCommandIn(
+  namespacePath: string | undefined,
+  key: string,
+  value: number,
+  enter: NamespaceEntry = 'by-name-or-path',
+): string {
+  if (key.includes('='))
+    return `echo ${value} | ${commandIn(namespacePath, 'tee', enter)} ${shellWord(`/proc/sys/${key}`)} >/dev/null`;
+  const written = key.includes('.') ? key : key.replaceAll('/', '.');
+  return `${commandIn(namespacePath, 'sysctl -q -w', enter)} ${shellWord(`${written}=${value}`)}`;
+}
+
 /** A namespace that only a socket made in it, or a tap of it, keeps, held by another process (/proc/PID/fd/N). */
 export interface NamespaceHeldThroughDevice {
   pid: number;

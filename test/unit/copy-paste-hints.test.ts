@@ -190,6 +190,12 @@ it('renders a change as a command in a namespace (commandOf namespacePath): the 
   expect(commandOf(generation, { namespacePath: '/proc/42/ns/net' })).toBe(
     'nsenter --net=/proc/42/ns/net sysctl -q -w net/ipv6/conf/eth0.100/addr_gen_mode=1',
   );
+  // sysctl ends the key at its first `=`, which a link name may hold: such a name is written with tee
+  // (pasted into sh on a namespace with a link `a=b`, sysctl said "cannot stat .../conf/a"; tee set it).
+  const withEquals = { ...generation, link: { role: 'pod' as const, name: 'a=b' } };
+  expect(commandOf(withEquals, { namespacePath: '/proc/42/ns/net' })).toBe(
+    'echo 1 | nsenter --net=/proc/42/ns/net tee /proc/sys/net/ipv6/conf/a=b/addr_gen_mode >/dev/null',
+  );
 });
 
 it('tells a path through this process from one that outlives it (isOwnProcessPath)', () => {

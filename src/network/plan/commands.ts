@@ -15,7 +15,7 @@ import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { formatHandle } from '../../netlink/codec/tc/message.js';
 import { htbDefaultBurstBytes } from '../../netlink/codec/tc/qdisc/htb.js';
-import { commandIn, type NamespaceEntry, shellWord } from '../../shell-word.js';
+import { commandIn, type NamespaceEntry, shellWord, sysctlCommandIn } from '../../shell-word.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
@@ -93,10 +93,15 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
     }
     case 'set-address-generation':
       // The sysctl, not `ip link set addrgenmode`: only a write of it makes the link-local address.
-      // In a namespace by sysctl, run there: an `echo >` redirect is opened by the pasting shell, in
-      // the host's /proc/sys/net. The slash form, as a link name may hold a dot (eth0.100).
+      // In a namespace by a program run there (sysctlCommandIn): an `echo >` redirect is opened by the
+      // pasting shell, in the host's /proc/sys/net.
       if (options.namespacePath !== undefined)
-        return `${commandIn(options.namespacePath, 'sysctl -q -w', options.enter)} ${shellWord(`net/ipv6/conf/${change.link.name}/addr_gen_mode=${ADDRESS_GENERATION_SYSCTL[change.mode]}`)}`;
+        return sysctlCommandIn(
+          options.namespacePath,
+          `net/ipv6/conf/${change.link.name}/addr_gen_mode`,
+          ADDRESS_GENERATION_SYSCTL[change.mode],
+          options.enter,
+        );
       return `echo ${ADDRESS_GENERATION_SYSCTL[change.mode]} > ${shellWord(`/proc/sys/net/ipv6/conf/${change.link.name}/addr_gen_mode`)}`;
     case 'add-qdisc':
       return change.kind === 'ingress'

@@ -20,6 +20,7 @@ import {
   namespaceNoCommandEnters,
   PIN_PATH_PLACEHOLDER,
   shellWord,
+  sysctlCommandIn,
 } from '../../shell-word.js';
 import { commandOf } from './commands.js';
 import { undoChangesOf, undoOf } from './inverse.js';
@@ -563,15 +564,11 @@ function secondaryComebacks(
     const added = `${primary.address}/${primary.prefixLength}`;
     const readd = `${ip} address del ${added} ${dev} && ${ip} address add ${added} ${dev}`;
     const linkPromotes = links.find((link) => link.index === change.link.index)?.promoteSecondaries === true;
-    // sysctl reads dots as separators: a link name with one (eth0.100) needs the slash form.
-    const sysctl = name.includes('.')
-      ? `net/ipv4/conf/${name}/promote_secondaries`
-      : `net.ipv4.conf.${name}.promote_secondaries`;
-    const sysctlCommand = commandIn(enteredAt, 'sysctl -q -w');
+    // A link name may hold a dot (eth0.100) or `=`, which sysctl reads otherwise: sysctlCommandIn.
+    const promoteSecondaries = (value: number) =>
+      sysctlCommandIn(enteredAt, `net/ipv4/conf/${name}/promote_secondaries`, value);
     const promoted = linkPromotes || allPromoteSecondaries === true;
-    const command = promoted
-      ? readd
-      : `${sysctlCommand} ${shellWord(`${sysctl}=1`)} && ${readd}; ${sysctlCommand} ${shellWord(`${sysctl}=0`)}`;
+    const command = promoted ? readd : `${promoteSecondaries(1)} && ${readd}; ${promoteSecondaries(0)}`;
     const why = linkPromotes
       ? ''
       : allPromoteSecondaries === true

@@ -56,6 +56,19 @@ describe('the command that makes the pod address primary again', () => {
     expect(message).toContain("promote_secondaries is off on eth0 and in its namespace's net.ipv4.conf.all");
   });
 
+  it('writes promote_secondaries of a link whose name holds `=` with tee, which sysctl would cut at it', () => {
+    const { notices } = planDetach([{ ...records[0]!, link: 'a=b' } as PlumbingStep], {
+      links: [link({ name: 'a=b', promoteSecondaries: false })],
+      addresses: added,
+      namespacePath: '/run/netns/pod',
+      allPromoteSecondaries: false,
+    });
+    const message = notices.find((entry) => entry.message.includes('comes back secondary'))?.message;
+    expect(message).toContain(
+      '`echo 1 | ip netns exec pod tee /proc/sys/net/ipv4/conf/a=b/promote_secondaries >/dev/null && ip -n pod address del 10.88.0.50/16 dev a=b && ip -n pod address add 10.88.0.50/16 dev a=b; echo 0 | ip netns exec pod tee /proc/sys/net/ipv4/conf/a=b/promote_secondaries >/dev/null`',
+    );
+  });
+
   it('turns the link on for the delete, and says all was not read, where all is unknown', () => {
     const message = comebackNotice(false, undefined);
     expect(message).toContain('net.ipv4.conf.eth0.promote_secondaries=1');
