@@ -6,17 +6,15 @@
  * cross the plumbing both ways between the node namespace (the bridge's gateway address) and that
  * guest; then the VM stops, the chain's DEL runs, and nothing of vcnet's is left.
  */
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GuestFamily } from '../../../src/network/guest.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { CniRuntime, type Conflist, missingCniPlugins, recordedGuestNetwork } from '../../helpers/cni.js';
+import { CniRuntime, type Conflist, missingCniPlugins, startVmStandIn } from '../../helpers/cni.js';
 import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint } from '../../helpers/pod.js';
-import { relayMacvtapToGuest, relayTapToGuest } from '../../helpers/vm-stand-in.js';
 
 const skipReason =
   process.getuid?.() !== 0
@@ -41,14 +39,6 @@ function namespaceWithoutDad(label: string): TestNamespace {
 /** One DF ping of exactly the MTU from `from` to `to` answered within 10 s (ping resends each second). */
 function pingsAtMtu(from: TestNamespace, family: 4 | 6, to: string): void {
   from.exec('ping', [`-${family}`, '-c', '1', '-w', '10', '-M', 'do', '-s', String(PAYLOAD[family]), to]);
-}
-
-/** The relay stopped (the VM gone) before DEL, as a runtime stops the sandbox before its network. */
-async function stop(relay: ChildProcess): Promise<void> {
-  if (relay.exitCode !== null || relay.signalCode !== null) return;
-  const exited = new Promise((resolve) => relay.once('exit', resolve));
-  relay.kill('SIGKILL');
-  await exited;
 }
 
 describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end to end`, () => {
@@ -98,25 +88,19 @@ describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end 
         kind: model === 'macvtap' ? 'macvtap' : 'tun',
         mtu: JUMBO_MTU,
       });
-      const guestNetwork = recordedGuestNetwork(join(stateDirectory, 'state'), attachment.containerId);
-      const [guestInterface] = guestNetwork.interfaces;
-      expect(guestInterface?.mtu).toBe(JUMBO_MTU);
-
       // The VM: the relay, and the guest's NIC as the agent sets it from the record.
       const guest = namespaceWithoutDad('guest');
-      const recordFile = join(stateDirectory, 'state', attachment.containerId, 'interfaces', 'eth0', 'state.json');
-      const record = JSON.parse(readFileSync(recordFile, 'utf8')) as {
-        network: { endpoints: Array<{ plumbing?: { tapDevicePath?: string } }> };
-      };
-      const devicePath = record.network.endpoints[0]?.plumbing?.tapDevicePath;
-      if (model === 'macvtap') expect(devicePath).toMatch(/^\/dev\/tap\d+$/);
-      const relay = await (model === 'macvtap'
-        ? relayMacvtapToGuest(devicePath!, guest.path, 'eth0')
-        : relayTapToGuest(pod.path, 'tap0_kata', guest.path, 'eth0'));
-      cleanup.defer(() => stop(relay));
-      guest.exec('ip', ['link', 'set', 'eth0', 'address', guestInterface!.hwAddr, 'mtu', String(guestInterface!.mtu)]);
+      const vm = await startVmStandIn(runtime, {
+        model,
+        stateDirectory: join(stateDirectory, 'state'),
+        guest,
+        cleanup,
+      });
+      const guestInterface = vm.guestInterface;
+      expect(guestInterface.mtu).toBe(JUMBO_MTU);
+      if (model === 'macvtap') expect(vm.devicePath).toMatch(/^\/dev\/tap\d+$/);
       const guestAddresses = { 4: '', 6: '' };
-      for (const address of guestInterface!.IPAddresses) {
+      for (const address of guestInterface.IPAddresses) {
         if (address.address.startsWith('fe80:')) continue;
         const family = address.family === GuestFamily.v6 ? 6 : 4;
         guestAddresses[family] = address.address;
@@ -131,7 +115,7 @@ describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end 
         pingsAtMtu(guest, family, GATEWAYS[family]);
       }
 
-      await stop(relay);
+      await vm.stop();
       runtime.del(list, result, (position) => {
         if (position === 0) expect(fingerprint(pod)).toEqual(afterBridge);
       });
