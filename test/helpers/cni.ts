@@ -7,6 +7,7 @@
  */
 
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +17,7 @@ import { Network } from '../../src/network/network.js';
 import { collectOutput } from './child-output.js';
 import type { TestCleanup } from './cleanup.js';
 import type { TestNamespace } from './namespace.js';
-import { linkMac } from './pod.js';
+import { fingerprint, linkMac } from './pod.js';
 import { relayMacvtapToGuest, relayTapToGuest } from './vm-stand-in.js';
 
 export const SYSTEM_CNI_DIRECTORY = '/usr/lib/cni';
@@ -341,6 +342,45 @@ export class CniRuntime {
       if (run.status !== 0) throw new CniChainError(run);
     }
   }
+}
+
+/** A chain of one interface plugin and vcnet-cni, added for the pod's eth0 (addAfterPlugin). */
+export interface ChainAdded {
+  list: Conflist;
+  runtime: CniRuntime;
+  /** The chain's final result. */
+  result: Record<string, unknown>;
+  /** The pod as the first plugin left it, before vcnet-cni ran (fingerprint). */
+  afterFirstPlugin: Record<string, unknown>;
+  /** vcnet-cni's stateDir: `stateDir` below the test's directory. */
+  recordDirectory: string;
+}
+
+/**
+ * ADD of the list `name`: `firstPlugin` (bridge, macvlan...), then vcnet-cni in `model` with its
+ * records in `directory`/state, for eth0 of `pod` as a new container, the plugins run in `node`.
+ */
+export function addAfterPlugin(
+  firstPlugin: Conflist['plugins'][number],
+  options: { name: string; model: string; directory: string; node: TestNamespace; pod: TestNamespace },
+): ChainAdded {
+  const recordDirectory = join(options.directory, 'state');
+  const list: Conflist = {
+    cniVersion: '1.0.0',
+    name: options.name,
+    plugins: [firstPlugin, { type: 'vcnet-cni', model: options.model, stateDir: recordDirectory }],
+  };
+  const attachment = {
+    containerId: `ctr-${randomBytes(4).toString('hex')}`,
+    namespacePath: options.pod.path,
+    interfaceName: 'eth0',
+  };
+  const runtime = new CniRuntime(options.node, attachment);
+  let afterFirstPlugin: Record<string, unknown> = {};
+  const result = runtime.add(list, (position) => {
+    if (position === 0) afterFirstPlugin = fingerprint(options.pod);
+  });
+  return { list, runtime, result, afterFirstPlugin, recordDirectory };
 }
 
 /** The VM of a vcnet-cni ADD, stood in for by a relay (vm-stand-in.ts) to a tap in a "guest" namespace. */

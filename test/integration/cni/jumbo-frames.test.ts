@@ -6,13 +6,12 @@
  * cross the plumbing both ways between the node namespace (the bridge's gateway address) and that
  * guest; then the VM stops, the chain's DEL runs, and nothing of vcnet's is left.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GuestFamily } from '../../../src/network/guest.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { CniRuntime, type Conflist, missingCniPlugins, startVmStandIn } from '../../helpers/cni.js';
+import { addAfterPlugin, missingCniPlugins, startVmStandIn } from '../../helpers/cni.js';
 import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint } from '../../helpers/pod.js';
 
@@ -48,33 +47,23 @@ describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end 
       const stateDirectory = cleanup.directory('vcnet-cni-jumbo-');
       const node = namespaceWithoutDad('node');
       const pod = namespaceWithoutDad('pod');
-      const list: Conflist = {
-        cniVersion: '1.0.0',
+      const bridge = {
+        type: 'bridge',
+        bridge: 'vcjumbo0',
+        isGateway: true,
+        mtu: JUMBO_MTU,
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: SUBNETS[4] }], [{ subnet: SUBNETS[6] }]],
+          dataDir: join(stateDirectory, 'ipam'),
+        },
+      };
+      const { list, runtime, result, afterFirstPlugin, recordDirectory } = addAfterPlugin(bridge, {
         name: 'vcnet-jumbo',
-        plugins: [
-          {
-            type: 'bridge',
-            bridge: 'vcjumbo0',
-            isGateway: true,
-            mtu: JUMBO_MTU,
-            ipam: {
-              type: 'host-local',
-              ranges: [[{ subnet: SUBNETS[4] }], [{ subnet: SUBNETS[6] }]],
-              dataDir: join(stateDirectory, 'ipam'),
-            },
-          },
-          { type: 'vcnet-cni', model, stateDir: join(stateDirectory, 'state') },
-        ],
-      };
-      const attachment = {
-        containerId: `ctr-${randomBytes(4).toString('hex')}`,
-        namespacePath: pod.path,
-        interfaceName: 'eth0',
-      };
-      const runtime = new CniRuntime(node, attachment);
-      let afterBridge: unknown;
-      const result = runtime.add(list, (position) => {
-        if (position === 0) afterBridge = fingerprint(pod);
+        model,
+        directory: stateDirectory,
+        node,
+        pod,
       });
 
       // The VM's device takes the pod link's MTU, and the record gives the guest's NIC the same.
@@ -90,12 +79,7 @@ describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end 
       });
       // The VM: the relay, and the guest's NIC as the agent sets it from the record.
       const guest = namespaceWithoutDad('guest');
-      const vm = await startVmStandIn(runtime, {
-        model,
-        stateDirectory: join(stateDirectory, 'state'),
-        guest,
-        cleanup,
-      });
+      const vm = await startVmStandIn(runtime, { model, stateDirectory: recordDirectory, guest, cleanup });
       const guestInterface = vm.guestInterface;
       expect(guestInterface.mtu).toBe(JUMBO_MTU);
       if (model === 'macvtap') expect(vm.devicePath).toMatch(/^\/dev\/tap\d+$/);
@@ -117,9 +101,9 @@ describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end 
 
       await vm.stop();
       runtime.del(list, result, (position) => {
-        if (position === 0) expect(fingerprint(pod)).toEqual(afterBridge);
+        if (position === 0) expect(fingerprint(pod)).toEqual(afterFirstPlugin);
       });
-      const records = join(stateDirectory, 'state');
+      const records = recordDirectory;
       expect(
         existsSync(records)
           ? (readdirSync(records, { recursive: true }) as string[]).filter((name) => name.endsWith('state.json'))

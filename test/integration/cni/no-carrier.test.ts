@@ -9,12 +9,11 @@
  * the one of the link's own MAC: with macvtap, the MAC put back). With macvtap the kernel puts the
  * macvtap on the macvlan's own lower link (the uplink, in the node namespace), not on the macvlan.
  */
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GuestFamily } from '../../../src/network/guest.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { CniRuntime, type Conflist, missingCniPlugins, startVmStandIn } from '../../helpers/cni.js';
+import { addAfterPlugin, missingCniPlugins, startVmStandIn } from '../../helpers/cni.js';
 import { makeNamespace } from '../../helpers/namespace.js';
 import { fingerprint } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
@@ -69,32 +68,22 @@ describe.skipIf(skipReason)('vcnet-cni after macvlan on an uplink without carrie
       node.exec('ip', ['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', lan.name]);
       node.exec('ip', ['link', 'set', 'uplink0', 'up']);
       lan.exec('ip', ['addr', 'add', `${LAN_ADDRESS}/24`, 'dev', 'lan0']);
-      const list: Conflist = {
-        cniVersion: '1.0.0',
+      const macvlan = {
+        type: 'macvlan',
+        master: 'uplink0',
+        mode: 'bridge',
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: '10.231.61.0/24', gateway: LAN_ADDRESS }]],
+          dataDir: join(stateDirectory, 'ipam'),
+        },
+      };
+      const { list, runtime, result, afterFirstPlugin, recordDirectory } = addAfterPlugin(macvlan, {
         name: 'vcnet-no-carrier',
-        plugins: [
-          {
-            type: 'macvlan',
-            master: 'uplink0',
-            mode: 'bridge',
-            ipam: {
-              type: 'host-local',
-              ranges: [[{ subnet: '10.231.61.0/24', gateway: LAN_ADDRESS }]],
-              dataDir: join(stateDirectory, 'ipam'),
-            },
-          },
-          { type: 'vcnet-cni', model, stateDir: join(stateDirectory, 'state') },
-        ],
-      };
-      const attachment = {
-        containerId: `ctr-${randomBytes(4).toString('hex')}`,
-        namespacePath: pod.path,
-        interfaceName: 'eth0',
-      };
-      const runtime = new CniRuntime(node, attachment);
-      let afterMacvlan: Record<string, unknown> = {};
-      const result = runtime.add(list, (position) => {
-        if (position === 0) afterMacvlan = fingerprint(pod);
+        model,
+        directory: stateDirectory,
+        node,
+        pod,
       });
       const flags = (link: string) => pod.ipJson<Array<{ flags: string[] }>>('link', 'show', link)[0]?.flags ?? [];
       expect(flags('eth0')).toContain('NO-CARRIER');
@@ -104,12 +93,7 @@ describe.skipIf(skipReason)('vcnet-cni after macvlan on an uplink without carrie
       ).toBe(model === 'macvtap' ? 'macvtap' : 'tun');
       // The VM: the relay, and the guest's NIC as the agent sets it from the record.
       const guest = makeNamespace('guest');
-      const vm = await startVmStandIn(runtime, {
-        model,
-        stateDirectory: join(stateDirectory, 'state'),
-        guest,
-        cleanup,
-      });
+      const vm = await startVmStandIn(runtime, { model, stateDirectory: recordDirectory, guest, cleanup });
       const guestAddress = vm.guestInterface.IPAddresses.find((address) => address.family === GuestFamily.v4);
       const podAddress = (result.ips as Array<{ address: string }>)[0]?.address;
       expect(`${guestAddress?.address}/${guestAddress?.mask}`).toBe(podAddress);
@@ -132,7 +116,7 @@ describe.skipIf(skipReason)('vcnet-cni after macvlan on an uplink without carrie
           prevResult: result,
         });
       expect(del(1).status).toBe(0);
-      expect(withoutCarrierState(fingerprint(pod))).toEqual(withoutCarrierState(afterMacvlan));
+      expect(withoutCarrierState(fingerprint(pod))).toEqual(withoutCarrierState(afterFirstPlugin));
       // With carrier, the pod link has the link-local address of its own MAC (macvtap: the one put back).
       const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
       const linkLocals = () =>
