@@ -4,6 +4,8 @@
  * picks them, and the kernel allows `;`, `|`, `$`, quotes and backquotes in them: unquoted they would
  * run as commands.
  */
+import { statSync } from 'node:fs';
+
 /** Characters no POSIX shell gives a meaning to in a word (a word made only of these needs no quotes). */
 const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
 
@@ -35,16 +37,52 @@ export function shellWord(word: string): string {
   );
 }
 
-/** Where `ip netns` pins named namespaces; `ip -n NAME` reaches one of them by its name. */
+/** A namespace pinned as NAME in one of iproute2's directories (IPROUTE2_NAMESPACE_DIRECTORIES). */
 const NAMED_NAMESPACE = /^\/(?:var\/)?run\/netns\/([^/]+)$/;
 
-/** How a quoted command enters a namespace: by its /var/run/netns name when it has one, or always by nsenter and its path. */
+/**
+ * Where `ip -n NAME`, `tc -n NAME` and `ip netns exec NAME` open NAME: iproute2's NETNS_RUN_DIR, set
+ * when it is built, /var/run/netns upstream and /run/netns in Debian's (since iproute2 5.2.0-1). With
+ * /var/run a link to /run they are one directory; where /var/run is a directory of its own, the
+ * same NAME in the other one is another namespace, or none.
+ */
+const IPROUTE2_NAMESPACE_DIRECTORIES = ['/run/netns', '/var/run/netns'];
+
+/** How a quoted command enters a namespace: by its iproute2 name when it has one, or always by nsenter and its path. */
 export type NamespaceEntry = 'by-name-or-path' | 'by-path';
+
+/** The device and inode of the file at `path` (a namespace's nsfs ones through a bind mount), or undefined. */
+function fileIdentity(path: string): { dev: number; ino: number } | undefined {
+  try {
+    return statSync(path, { throwIfNoEntry: false });
+  } catch {
+    // EACCES, ENOTDIR, ELOOP: not a file this process can tell apart.
+    return undefined;
+  }
+}
+
+/**
+ * The NAME by which iproute2 reaches the namespace at `namespacePath` (`ip -n NAME`), or undefined:
+ * the path must be /run/netns/NAME or /var/run/netns/NAME, and NAME in both of iproute2's
+ * directories the same file as the path (device and inode, as the real filesystem has them now),
+ * whichever of the two the `ip` that runs the command was built to open.
+ */
+export function iproute2NamespaceName(namespacePath: string): string | undefined {
+  const name = NAMED_NAMESPACE.exec(namespacePath)?.[1];
+  if (!name || name === '.' || name === '..') return undefined;
+  const identity = fileIdentity(namespacePath);
+  if (identity === undefined) return undefined;
+  const isThatFile = (path: string) => {
+    const other = fileIdentity(path);
+    return other !== undefined && other.dev === identity.dev && other.ino === identity.ino;
+  };
+  return IPROUTE2_NAMESPACE_DIRECTORIES.every((directory) => isThatFile(`${directory}/${name}`)) ? name : undefined;
+}
 
 /**
  * The `ip` command that acts in the namespace at `namespacePath`, to paste into a host shell: `ip -n
- * NAME` for a namespace pinned as /var/run/netns/NAME, else `nsenter --net=PATH ip`. A bare `ip`
- * pasted on the host acts in the host's namespace, where other sandboxes' links may live.
+ * NAME` for a namespace iproute2 reaches as NAME, else `nsenter --net=PATH ip`. A bare `ip` pasted
+ * on the host acts in the host's namespace, where other sandboxes' links may live.
  */
 export function ipCommandIn(namespacePath: string): string {
   return commandIn(namespacePath, 'ip');
@@ -52,9 +90,9 @@ export function ipCommandIn(namespacePath: string): string {
 
 /**
  * `program` run in the namespace at `namespacePath` (or in this one when undefined), to paste into a
- * host shell: `ip -n NAME` (`tc -n NAME`) for `ip` (`tc`) in a namespace pinned as
- * /var/run/netns/NAME, `ip netns exec NAME program` for another program there, else (or with `enter:
- * 'by-path'`) `nsenter --net=PATH program`.
+ * host shell: `ip -n NAME` (`tc -n NAME`) for `ip` (`tc`) in a namespace iproute2 reaches as NAME
+ * (iproute2NamespaceName, which looks at the filesystem), `ip netns exec NAME program` for another
+ * program there, else (or with `enter: 'by-path'`) `nsenter --net=PATH program`.
  */
 export function commandIn(
   namespacePath: string | undefined,
@@ -62,8 +100,8 @@ export function commandIn(
   enter: NamespaceEntry = 'by-name-or-path',
 ): string {
   if (namespacePath === undefined) return program;
-  const name = enter === 'by-path' ? undefined : NAMED_NAMESPACE.exec(namespacePath)?.[1];
-  if (name && name !== '.' && name !== '..')
+  const name = enter === 'by-path' ? undefined : iproute2NamespaceName(namespacePath);
+  if (name !== undefined)
     return program === 'ip' || program === 'tc'
       ? `${program} -n ${shellWord(name)}`
       : `ip netns exec ${shellWord(name)} ${program}`;
@@ -80,16 +118,11 @@ export function commandIn(
  * in the namespace (a process there opens that namespace's /proc/sys/net; a redirect of the pasting
  * shell would open the host's).
  */
-export function sysctlCommandIn(
-  namespacePath: string | undefined,
-  key: string,
-  value: number,
-  enter: NamespaceEntry = 'by-name-or-path',
-): string {
+export function sysctlCommandIn(namespacePath: string | undefined, key: string, value: number): string {
   if (key.includes('='))
-    return `echo ${value} | ${commandIn(namespacePath, 'tee', enter)} ${shellWord(`/proc/sys/${key}`)} >/dev/null`;
+    return `echo ${value} | ${commandIn(namespacePath, 'tee')} ${shellWord(`/proc/sys/${key}`)} >/dev/null`;
   const written = key.includes('.') ? key : key.replaceAll('/', '.');
-  return `${commandIn(namespacePath, 'sysctl -q -w', enter)} ${shellWord(`${written}=${value}`)}`;
+  return `${commandIn(namespacePath, 'sysctl -q -w')} ${shellWord(`${written}=${value}`)}`;
 }
 
 /** A namespace that only a socket made in it, or a tap of it, keeps, held by another process (/proc/PID/fd/N). */

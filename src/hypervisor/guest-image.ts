@@ -18,6 +18,18 @@ export interface GuestImage {
   built: boolean;
   kernelVersion: string;
   initrdBytes: number;
+  /**
+   * Modules of the guest's `load-modules tunnels` and `load-modules pod` lists that the kernel package
+   * lacks (and has not built in): the image is built without them, and `load-modules` refuses their list.
+   */
+  missingModules: GuestImageMissingModule[];
+}
+
+/** A kernel module the guest image lacks, with its list and what it is for. */
+export interface GuestImageMissingModule {
+  module: string;
+  list: 'tunnels' | 'pod';
+  purpose: string;
 }
 
 export interface EnsureGuestImageOptions {
@@ -110,7 +122,8 @@ export async function ensureGuestImage(options: EnsureGuestImageOptions = {}): P
   const resultLine = stdout.trim().split('\n').pop() ?? '';
   try {
     const result = JSON.parse(resultLine) as GuestImage;
-    if (typeof result.kernel !== 'string' || typeof result.initrd !== 'string') throw new Error('fields missing');
+    if (typeof result.kernel !== 'string' || typeof result.initrd !== 'string' || !Array.isArray(result.missingModules))
+      throw new Error('fields missing');
     return result;
   } catch (error) {
     throw new GuestImageError(`scripts/guest-image printed no result line: ${JSON.stringify(resultLine)}`, {

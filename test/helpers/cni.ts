@@ -7,15 +7,18 @@
  */
 
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bridgeNetwork } from '../../src/cni/bridge-network.js';
-import { generateGuestNetwork } from '../../src/network/guest.js';
+import { type GuestInterface, generateGuestNetwork } from '../../src/network/guest.js';
 import { Network } from '../../src/network/network.js';
 import { collectOutput } from './child-output.js';
+import type { TestCleanup } from './cleanup.js';
 import type { TestNamespace } from './namespace.js';
-import { linkMac } from './pod.js';
+import { fingerprint, linkMac } from './pod.js';
+import { relayMacvtapToGuest, relayTapToGuest } from './vm-stand-in.js';
 
 export const SYSTEM_CNI_DIRECTORY = '/usr/lib/cni';
 /** Holds the `vcnet-cni` wrapper, which runs dist/cni/main.js (built by the test run's global setup). */
@@ -339,4 +342,93 @@ export class CniRuntime {
       if (run.status !== 0) throw new CniChainError(run);
     }
   }
+}
+
+/** A chain of one interface plugin and vcnet-cni, added for the pod's eth0 (addAfterPlugin). */
+export interface ChainAdded {
+  list: Conflist;
+  runtime: CniRuntime;
+  /** The chain's final result. */
+  result: Record<string, unknown>;
+  /** The pod as the first plugin left it, before vcnet-cni ran (fingerprint). */
+  afterFirstPlugin: Record<string, unknown>;
+  /** vcnet-cni's stateDir: `stateDir` below the test's directory. */
+  recordDirectory: string;
+}
+
+/**
+ * ADD of the list `name`: `firstPlugin` (bridge, macvlan...), then vcnet-cni in `model` with its
+ * records in `directory`/state, for eth0 of `pod` as a new container, the plugins run in `node`.
+ */
+export function addAfterPlugin(
+  firstPlugin: Conflist['plugins'][number],
+  options: { name: string; model: string; directory: string; node: TestNamespace; pod: TestNamespace },
+): ChainAdded {
+  const recordDirectory = join(options.directory, 'state');
+  const list: Conflist = {
+    cniVersion: '1.0.0',
+    name: options.name,
+    plugins: [firstPlugin, { type: 'vcnet-cni', model: options.model, stateDir: recordDirectory }],
+  };
+  const attachment = {
+    containerId: `ctr-${randomBytes(4).toString('hex')}`,
+    namespacePath: options.pod.path,
+    interfaceName: 'eth0',
+  };
+  const runtime = new CniRuntime(options.node, attachment);
+  let afterFirstPlugin: Record<string, unknown> = {};
+  const result = runtime.add(list, (position) => {
+    if (position === 0) afterFirstPlugin = fingerprint(options.pod);
+  });
+  return { list, runtime, result, afterFirstPlugin, recordDirectory };
+}
+
+/** The VM of a vcnet-cni ADD, stood in for by a relay (vm-stand-in.ts) to a tap in a "guest" namespace. */
+export interface VmStandIn {
+  /** The guest's NIC as the record gives it; the guest tap has its MAC and MTU already. */
+  guestInterface: GuestInterface;
+  /** The record's tapDevicePath: the macvtap's device file the relay opened (undefined with a tap). */
+  devicePath: string | undefined;
+  /** The relay stopped (the VM gone) before DEL, as a runtime stops the sandbox before its network. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The VM after `runtime`'s ADD put vcnet-cni in `model` on the pod's interface: a relay from the record's
+ * device (the tap's queue, or the macvtap's device file) to a tap named eth0 in `guest`, given the
+ * MAC and MTU the record gives the guest's NIC, as the agent sets them; its addresses and its `up`
+ * are the caller's. The relay is stopped after the test (`cleanup`), if the test did not stop it.
+ */
+export async function startVmStandIn(
+  runtime: CniRuntime,
+  options: {
+    model: string;
+    /** vcnet-cni's stateDir. */
+    stateDirectory: string;
+    guest: TestNamespace;
+    cleanup: TestCleanup;
+  },
+): Promise<VmStandIn> {
+  const { model, stateDirectory, guest } = options;
+  const { containerId, namespacePath: podPath, interfaceName } = runtime.attachment;
+  const [guestInterface] = recordedGuestNetwork(stateDirectory, containerId, interfaceName).interfaces;
+  if (guestInterface === undefined) throw new Error(`the record of ${containerId} gives the guest no interface`);
+  const recordFile = join(stateDirectory, containerId, 'interfaces', interfaceName, 'state.json');
+  const record = JSON.parse(readFileSync(recordFile, 'utf8')) as {
+    network: { endpoints: Array<{ plumbing?: { tapDevicePath?: string } }> };
+  };
+  const devicePath = record.network.endpoints[0]?.plumbing?.tapDevicePath;
+  if (model === 'macvtap' && devicePath === undefined) throw new Error(`${recordFile} names no macvtap device file`);
+  const relay = await (model === 'macvtap'
+    ? relayMacvtapToGuest(devicePath!, guest.path, 'eth0')
+    : relayTapToGuest(podPath, 'tap0_kata', guest.path, 'eth0'));
+  const stop = async () => {
+    if (relay.exitCode !== null || relay.signalCode !== null) return;
+    const exited = new Promise((resolve) => relay.once('exit', resolve));
+    relay.kill('SIGKILL');
+    await exited;
+  };
+  options.cleanup.defer(stop);
+  guest.exec('ip', ['link', 'set', 'eth0', 'address', guestInterface.hwAddr, 'mtu', String(guestInterface.mtu)]);
+  return { guestInterface, devicePath, stop };
 }

@@ -119,6 +119,19 @@ export function guestUnavailableReason(): string | undefined {
   return undefined;
 }
 
+/**
+ * Why a guest command that runs `load-modules` for `lists` cannot, or undefined: the image's kernel
+ * package lacks a module of one (scripts/guest-image's missingModules, each with what it is for).
+ * Builds the image when an input changed, as bootGuest would.
+ */
+export async function guestModulesMissingReason(lists: ReadonlyArray<'tunnels' | 'pod'>): Promise<string | undefined> {
+  const image = await ensureGuestImage();
+  const missing = image.missingModules.filter((entry) => lists.includes(entry.list));
+  if (missing.length === 0) return undefined;
+  const named = missing.map((entry) => `${entry.module} (load-modules ${entry.list}: ${entry.purpose})`);
+  return `the guest image's kernel ${image.kernelVersion} has no module ${named.join(', ')}`;
+}
+
 // ANSI CSI/OSC sequences (SeaBIOS clears the screen, colours): tests match plain text.
 const ANSI_ESCAPE = /\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-B]|[=>78c])/g;
 

@@ -285,7 +285,7 @@ async function collectLocked(
         parent: TC_H_ROOT,
         handle: shaping.handle,
       },
-      { namespacePath: path, enter: 'by-path' },
+      { namespacePath: path },
     );
     report.leftAlone.push({
       kind: 'qdisc',

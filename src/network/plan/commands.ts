@@ -15,7 +15,7 @@ import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { formatHandle } from '../../netlink/codec/tc/message.js';
 import { htbDefaultBurstBytes } from '../../netlink/codec/tc/qdisc/htb.js';
-import { commandIn, type NamespaceEntry, shellWord, sysctlCommandIn } from '../../shell-word.js';
+import { commandIn, shellWord, sysctlCommandIn } from '../../shell-word.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
@@ -44,19 +44,17 @@ export interface CommandOptions {
   macvtapIndex?: () => number;
   /**
    * The namespace the command is to run in when pasted into a host shell (src/shell-word.ts
-   * commandIn: `ip -n NAME`, `nsenter --net=PATH tc`): a bare `ip` or `tc` there acts on a host link
-   * of the pod link's name. Undefined: a bare command, for a shell already inside the namespace (a
-   * dry run is piped to one).
+   * commandIn: `ip -n NAME` where iproute2 reaches it by that name, else `nsenter --net=PATH tc`): a
+   * bare `ip` or `tc` there acts on a host link of the pod link's name. Undefined: a bare command,
+   * for a shell already inside the namespace (a dry run is piped to one).
    */
   namespacePath?: string | undefined;
-  /** How the command enters `namespacePath` (default: by its /var/run/netns name when it has one). */
-  enter?: NamespaceEntry;
 }
 
 /** The `ip`/`tc` command that makes one change. */
 export function commandOf(change: Change, options: CommandOptions = {}): string {
-  const ip = commandIn(options.namespacePath, 'ip', options.enter);
-  const tc = commandIn(options.namespacePath, 'tc', options.enter);
+  const ip = commandIn(options.namespacePath, 'ip');
+  const tc = commandIn(options.namespacePath, 'tc');
   switch (change.op) {
     case 'create-tap':
       return `${ip} tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}${
@@ -100,7 +98,6 @@ export function commandOf(change: Change, options: CommandOptions = {}): string 
           options.namespacePath,
           `net/ipv6/conf/${change.link.name}/addr_gen_mode`,
           ADDRESS_GENERATION_SYSCTL[change.mode],
-          options.enter,
         );
       return `echo ${ADDRESS_GENERATION_SYSCTL[change.mode]} > ${shellWord(`/proc/sys/net/ipv6/conf/${change.link.name}/addr_gen_mode`)}`;
     case 'add-qdisc':

@@ -63,7 +63,7 @@ describe('gc and an htb of a rate limit’s shape with no redirect and no record
       expect(collected.failures).toEqual([]);
       expect(htbItems(collected.removed)).toEqual([]);
       expect(collected.leftAlone.find((item) => item.kind === 'qdisc' && item.name === 'eth1')?.detail).toMatch(
-        /no record claims it.*50000000 bit\/s.*tc qdisc del dev eth1 root handle 1:/,
+        /no record claims it.*50000000 bit\/s.*`tc -n \S+ qdisc del dev eth1 root handle 1:`/,
       );
     }
     expect(fingerprint(pod)).toEqual(shaped);
@@ -112,9 +112,11 @@ describe('gc and an htb of a rate limit’s shape with no redirect and no record
     // A dry run: gc over every namespace must not remove anything of another helper's.
     const everywhere = gc(['--dry-run']);
     expect(everywhere.unclaimed.find((entry) => entry.namespacePath === pod.path)).toBeUndefined();
-    const here = everywhere.leftAlone.find((item) => item.name === 'eth0' && item.detail.includes(pod.path));
+    const here = everywhere.leftAlone.find(
+      (item) => item.name === 'eth0' && item.detail.includes(`tc -n ${pod.name} `),
+    );
     expect(here?.detail).toMatch(/^htb root qdisc of the shape a vcnet rate limit makes .*10000000 bit\/s/);
-    expect(here?.detail).toContain(`\`nsenter --net=${pod.path} tc qdisc del dev eth0 root handle 1:\` removes it`);
+    expect(here?.detail).toContain(`\`tc -n ${pod.name} qdisc del dev eth0 root handle 1:\` removes it`);
     const text = vcnet(['gc', '--dry-run', '--netns', pod.path, '--state-dir', stateDirectory()]);
     expect(text.stderr).toContain(`gc left the qdisc eth0 in ${pod.path}: htb root qdisc of the shape`);
 
@@ -124,7 +126,7 @@ describe('gc and an htb of a rate limit’s shape with no redirect and no record
     expect(fingerprint(pod)).toEqual(shaped);
   });
 
-  it('named through gc’s own process (--netns /dev/fd/N, /proc/self/ns/net): the command names a path that outlives gc, and removes the htb when pasted into sh', () => {
+  it('named through gc’s own process (--netns /dev/fd/N, /proc/self/ns/net): the command names a path that outlives gc (the pin, by its name), and removes the htb when pasted into bash', () => {
     const { pod } = makePod();
     // A tenant picks the link's name: `$` and `'` must reach tc as they are.
     const device = "d$0'x";
@@ -156,10 +158,10 @@ describe('gc and an htb of a rate limit’s shape with no redirect and no record
         const run = gcRun();
         expect(run.status, run.stderr).toBe(0);
         const detail = (JSON.parse(run.stdout) as Report).leftAlone.find((item) => item.name === device)?.detail;
-        const command = /`([^`]*tc qdisc del[^`]*)` removes it/.exec(detail ?? '')?.[1];
-        expect(command, detail).toBe(`nsenter --net=${pod.path} tc qdisc del dev 'd$0'\\''x' root handle 1:`);
+        const command = /`([^`]*qdisc del[^`]*)` removes it/.exec(detail ?? '')?.[1];
+        expect(command, detail).toBe(`tc -n ${pod.name} qdisc del dev 'd$0'\\''x' root handle 1:`);
         expect(htbOn()).toBe('htb');
-        const pasted = spawnSync('sh', ['-c', command!], { encoding: 'utf8' });
+        const pasted = spawnSync('bash', ['-c', command!], { encoding: 'utf8' });
         expect(pasted.status, pasted.stderr).toBe(0);
         expect(htbOn()).not.toBe('htb');
       }

@@ -6,17 +6,14 @@
  * cross the plumbing both ways between the node namespace (the bridge's gateway address) and that
  * guest; then the VM stops, the chain's DEL runs, and nothing of vcnet's is left.
  */
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GuestFamily } from '../../../src/network/guest.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { CniRuntime, type Conflist, missingCniPlugins, recordedGuestNetwork } from '../../helpers/cni.js';
+import { addAfterPlugin, missingCniPlugins, startVmStandIn } from '../../helpers/cni.js';
 import { makeNamespace, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint } from '../../helpers/pod.js';
-import { relayMacvtapToGuest, relayTapToGuest } from '../../helpers/vm-stand-in.js';
 
 const skipReason =
   process.getuid?.() !== 0
@@ -43,14 +40,6 @@ function pingsAtMtu(from: TestNamespace, family: 4 | 6, to: string): void {
   from.exec('ping', [`-${family}`, '-c', '1', '-w', '10', '-M', 'do', '-s', String(PAYLOAD[family]), to]);
 }
 
-/** The relay stopped (the VM gone) before DEL, as a runtime stops the sandbox before its network. */
-async function stop(relay: ChildProcess): Promise<void> {
-  if (relay.exitCode !== null || relay.signalCode !== null) return;
-  const exited = new Promise((resolve) => relay.once('exit', resolve));
-  relay.kill('SIGKILL');
-  await exited;
-}
-
 describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end to end`, () => {
   it.each(['tcfilter', 'macvtap'])(
     'model %s: the VM device and the guest take 9000, DF pings of 9000 bytes cross both ways (IPv4, IPv6), DEL is exact',
@@ -58,33 +47,23 @@ describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end 
       const stateDirectory = cleanup.directory('vcnet-cni-jumbo-');
       const node = namespaceWithoutDad('node');
       const pod = namespaceWithoutDad('pod');
-      const list: Conflist = {
-        cniVersion: '1.0.0',
+      const bridge = {
+        type: 'bridge',
+        bridge: 'vcjumbo0',
+        isGateway: true,
+        mtu: JUMBO_MTU,
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: SUBNETS[4] }], [{ subnet: SUBNETS[6] }]],
+          dataDir: join(stateDirectory, 'ipam'),
+        },
+      };
+      const { list, runtime, result, afterFirstPlugin, recordDirectory } = addAfterPlugin(bridge, {
         name: 'vcnet-jumbo',
-        plugins: [
-          {
-            type: 'bridge',
-            bridge: 'vcjumbo0',
-            isGateway: true,
-            mtu: JUMBO_MTU,
-            ipam: {
-              type: 'host-local',
-              ranges: [[{ subnet: SUBNETS[4] }], [{ subnet: SUBNETS[6] }]],
-              dataDir: join(stateDirectory, 'ipam'),
-            },
-          },
-          { type: 'vcnet-cni', model, stateDir: join(stateDirectory, 'state') },
-        ],
-      };
-      const attachment = {
-        containerId: `ctr-${randomBytes(4).toString('hex')}`,
-        namespacePath: pod.path,
-        interfaceName: 'eth0',
-      };
-      const runtime = new CniRuntime(node, attachment);
-      let afterBridge: unknown;
-      const result = runtime.add(list, (position) => {
-        if (position === 0) afterBridge = fingerprint(pod);
+        model,
+        directory: stateDirectory,
+        node,
+        pod,
       });
 
       // The VM's device takes the pod link's MTU, and the record gives the guest's NIC the same.
@@ -98,25 +77,14 @@ describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end 
         kind: model === 'macvtap' ? 'macvtap' : 'tun',
         mtu: JUMBO_MTU,
       });
-      const guestNetwork = recordedGuestNetwork(join(stateDirectory, 'state'), attachment.containerId);
-      const [guestInterface] = guestNetwork.interfaces;
-      expect(guestInterface?.mtu).toBe(JUMBO_MTU);
-
       // The VM: the relay, and the guest's NIC as the agent sets it from the record.
       const guest = namespaceWithoutDad('guest');
-      const recordFile = join(stateDirectory, 'state', attachment.containerId, 'interfaces', 'eth0', 'state.json');
-      const record = JSON.parse(readFileSync(recordFile, 'utf8')) as {
-        network: { endpoints: Array<{ plumbing?: { tapDevicePath?: string } }> };
-      };
-      const devicePath = record.network.endpoints[0]?.plumbing?.tapDevicePath;
-      if (model === 'macvtap') expect(devicePath).toMatch(/^\/dev\/tap\d+$/);
-      const relay = await (model === 'macvtap'
-        ? relayMacvtapToGuest(devicePath!, guest.path, 'eth0')
-        : relayTapToGuest(pod.path, 'tap0_kata', guest.path, 'eth0'));
-      cleanup.defer(() => stop(relay));
-      guest.exec('ip', ['link', 'set', 'eth0', 'address', guestInterface!.hwAddr, 'mtu', String(guestInterface!.mtu)]);
+      const vm = await startVmStandIn(runtime, { model, stateDirectory: recordDirectory, guest, cleanup });
+      const guestInterface = vm.guestInterface;
+      expect(guestInterface.mtu).toBe(JUMBO_MTU);
+      if (model === 'macvtap') expect(vm.devicePath).toMatch(/^\/dev\/tap\d+$/);
       const guestAddresses = { 4: '', 6: '' };
-      for (const address of guestInterface!.IPAddresses) {
+      for (const address of guestInterface.IPAddresses) {
         if (address.address.startsWith('fe80:')) continue;
         const family = address.family === GuestFamily.v6 ? 6 : 4;
         guestAddresses[family] = address.address;
@@ -131,11 +99,11 @@ describe.skipIf(skipReason)(`MTU ${JUMBO_MTU} through bridge and vcnet-cni, end 
         pingsAtMtu(guest, family, GATEWAYS[family]);
       }
 
-      await stop(relay);
+      await vm.stop();
       runtime.del(list, result, (position) => {
-        if (position === 0) expect(fingerprint(pod)).toEqual(afterBridge);
+        if (position === 0) expect(fingerprint(pod)).toEqual(afterFirstPlugin);
       });
-      const records = join(stateDirectory, 'state');
+      const records = recordDirectory;
       expect(
         existsSync(records)
           ? (readdirSync(records, { recursive: true }) as string[]).filter((name) => name.endsWith('state.json'))

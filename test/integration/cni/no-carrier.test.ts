@@ -9,18 +9,14 @@
  * the one of the link's own MAC: with macvtap, the MAC put back). With macvtap the kernel puts the
  * macvtap on the macvlan's own lower link (the uplink, in the node namespace), not on the macvlan.
  */
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { GuestFamily } from '../../../src/network/guest.js';
 import { cleanupAfterEach } from '../../helpers/cleanup.js';
-import { CniRuntime, type Conflist, missingCniPlugins, recordedGuestNetwork } from '../../helpers/cni.js';
+import { addAfterPlugin, missingCniPlugins, startVmStandIn } from '../../helpers/cni.js';
 import { makeNamespace } from '../../helpers/namespace.js';
 import { fingerprint } from '../../helpers/pod.js';
 import { until } from '../../helpers/until.js';
-import { relayMacvtapToGuest, relayTapToGuest } from '../../helpers/vm-stand-in.js';
 
 const skipReason =
   process.getuid?.() !== 0
@@ -58,14 +54,6 @@ function linkLocalOf(mac: string): string {
   return `fe80::${words.map((word) => word.toString(16)).join(':')}`;
 }
 
-/** The relay stopped (the VM gone) before DEL, as a runtime stops the sandbox before its network. */
-async function stop(relay: ChildProcess): Promise<void> {
-  if (relay.exitCode !== null || relay.signalCode !== null) return;
-  const exited = new Promise((resolve) => relay.once('exit', resolve));
-  relay.kill('SIGKILL');
-  await exited;
-}
-
 describe.skipIf(skipReason)('vcnet-cni after macvlan on an uplink without carrier', () => {
   it.each(['tcfilter', 'macvtap'])(
     'model %s: ADD attaches the link without carrier; once the uplink comes up the guest is reached with nothing re-attached; DEL is exact',
@@ -80,32 +68,22 @@ describe.skipIf(skipReason)('vcnet-cni after macvlan on an uplink without carrie
       node.exec('ip', ['link', 'add', 'uplink0', 'type', 'veth', 'peer', 'name', 'lan0', 'netns', lan.name]);
       node.exec('ip', ['link', 'set', 'uplink0', 'up']);
       lan.exec('ip', ['addr', 'add', `${LAN_ADDRESS}/24`, 'dev', 'lan0']);
-      const list: Conflist = {
-        cniVersion: '1.0.0',
+      const macvlan = {
+        type: 'macvlan',
+        master: 'uplink0',
+        mode: 'bridge',
+        ipam: {
+          type: 'host-local',
+          ranges: [[{ subnet: '10.231.61.0/24', gateway: LAN_ADDRESS }]],
+          dataDir: join(stateDirectory, 'ipam'),
+        },
+      };
+      const { list, runtime, result, afterFirstPlugin, recordDirectory } = addAfterPlugin(macvlan, {
         name: 'vcnet-no-carrier',
-        plugins: [
-          {
-            type: 'macvlan',
-            master: 'uplink0',
-            mode: 'bridge',
-            ipam: {
-              type: 'host-local',
-              ranges: [[{ subnet: '10.231.61.0/24', gateway: LAN_ADDRESS }]],
-              dataDir: join(stateDirectory, 'ipam'),
-            },
-          },
-          { type: 'vcnet-cni', model, stateDir: join(stateDirectory, 'state') },
-        ],
-      };
-      const attachment = {
-        containerId: `ctr-${randomBytes(4).toString('hex')}`,
-        namespacePath: pod.path,
-        interfaceName: 'eth0',
-      };
-      const runtime = new CniRuntime(node, attachment);
-      let afterMacvlan: Record<string, unknown> = {};
-      const result = runtime.add(list, (position) => {
-        if (position === 0) afterMacvlan = fingerprint(pod);
+        model,
+        directory: stateDirectory,
+        node,
+        pod,
       });
       const flags = (link: string) => pod.ipJson<Array<{ flags: string[] }>>('link', 'show', link)[0]?.flags ?? [];
       expect(flags('eth0')).toContain('NO-CARRIER');
@@ -113,22 +91,12 @@ describe.skipIf(skipReason)('vcnet-cni after macvlan on an uplink without carrie
         pod.ipJson<Array<{ linkinfo?: { info_kind?: string } }>>('-d', 'link', 'show', 'tap0_kata')[0]?.linkinfo
           ?.info_kind,
       ).toBe(model === 'macvtap' ? 'macvtap' : 'tun');
-      const [guestInterface] = recordedGuestNetwork(join(stateDirectory, 'state'), attachment.containerId).interfaces;
-      const guestAddress = guestInterface?.IPAddresses.find((address) => address.family === GuestFamily.v4);
-      const podAddress = (result.ips as Array<{ address: string }>)[0]?.address;
-      expect(`${guestAddress?.address}/${guestAddress?.mask}`).toBe(podAddress);
-
       // The VM: the relay, and the guest's NIC as the agent sets it from the record.
       const guest = makeNamespace('guest');
-      const record = JSON.parse(
-        readFileSync(join(stateDirectory, 'state', attachment.containerId, 'interfaces', 'eth0', 'state.json'), 'utf8'),
-      ) as { network: { endpoints: Array<{ plumbing?: { tapDevicePath?: string } }> } };
-      const devicePath = record.network.endpoints[0]?.plumbing?.tapDevicePath;
-      const relay = await (model === 'macvtap'
-        ? relayMacvtapToGuest(devicePath!, guest.path, 'eth0')
-        : relayTapToGuest(pod.path, 'tap0_kata', guest.path, 'eth0'));
-      cleanup.defer(() => stop(relay));
-      guest.exec('ip', ['link', 'set', 'eth0', 'address', guestInterface!.hwAddr, 'mtu', String(guestInterface!.mtu)]);
+      const vm = await startVmStandIn(runtime, { model, stateDirectory: recordDirectory, guest, cleanup });
+      const guestAddress = vm.guestInterface.IPAddresses.find((address) => address.family === GuestFamily.v4);
+      const podAddress = (result.ips as Array<{ address: string }>)[0]?.address;
+      expect(`${guestAddress?.address}/${guestAddress?.mask}`).toBe(podAddress);
       guest.exec('ip', ['addr', 'add', podAddress!, 'dev', 'eth0']);
       guest.exec('ip', ['link', 'set', 'eth0', 'up']);
 
@@ -138,7 +106,7 @@ describe.skipIf(skipReason)('vcnet-cni after macvlan on an uplink without carrie
       lan.exec('ping', ['-c', '1', '-w', '10', guestAddress!.address]);
       guest.exec('ping', ['-c', '1', '-w', '10', LAN_ADDRESS]);
 
-      await stop(relay);
+      await vm.stop();
       // The chain's DEL as libcni runs it, vcnet-cni first, looked at before macvlan's removes eth0.
       const del = (position: number) =>
         runtime.invoke('DEL', {
@@ -148,7 +116,7 @@ describe.skipIf(skipReason)('vcnet-cni after macvlan on an uplink without carrie
           prevResult: result,
         });
       expect(del(1).status).toBe(0);
-      expect(withoutCarrierState(fingerprint(pod))).toEqual(withoutCarrierState(afterMacvlan));
+      expect(withoutCarrierState(fingerprint(pod))).toEqual(withoutCarrierState(afterFirstPlugin));
       // With carrier, the pod link has the link-local address of its own MAC (macvtap: the one put back).
       const mac = pod.ipJson<Array<{ address: string }>>('link', 'show', 'eth0')[0]!.address;
       const linkLocals = () =>

@@ -655,7 +655,7 @@ describe('repairTrafficControl: dump, plan, one batch through the executor', () 
         link: 'eth0',
         object: 'htb qdisc 1:',
         message: expect.stringContaining(
-          "the part of vcnet's htb qdisc 1: on eth0 the kernel made could not be taken away again (refused: EPERM) and is left: `tc -n pod qdisc del dev eth0 root handle 1:` removes it",
+          "the part of vcnet's htb qdisc 1: on eth0 the kernel made could not be taken away again (refused: EPERM) and is left: `nsenter --net=/var/run/netns/pod tc qdisc del dev eth0 root handle 1:` removes it",
         ),
       }),
     ]);

@@ -29,8 +29,9 @@ function comebackNotice(linkPromotes: boolean, allPromoteSecondaries: boolean | 
 }
 
 describe('the command that makes the pod address primary again', () => {
+  // No namespace pod is pinned here: the commands enter /run/netns/pod by its path (shell-word.ts commandIn).
   const readd =
-    'ip -n pod address del 10.88.0.50/16 dev eth0 && ip -n pod address add 10.88.0.50/16 dev eth0` makes 10.88.0.2 primary again';
+    'nsenter --net=/run/netns/pod ip address del 10.88.0.50/16 dev eth0 && nsenter --net=/run/netns/pod ip address add 10.88.0.50/16 dev eth0` makes 10.88.0.2 primary again';
 
   it.each([
     [true, false],
@@ -51,7 +52,7 @@ describe('the command that makes the pod address primary again', () => {
   it('turns the link on for the delete, and off after, where both are off', () => {
     const message = comebackNotice(false, false);
     expect(message).toContain(
-      '`ip netns exec pod sysctl -q -w net.ipv4.conf.eth0.promote_secondaries=1 && ip -n pod address del 10.88.0.50/16 dev eth0 && ip -n pod address add 10.88.0.50/16 dev eth0; ip netns exec pod sysctl -q -w net.ipv4.conf.eth0.promote_secondaries=0`',
+      '`nsenter --net=/run/netns/pod sysctl -q -w net.ipv4.conf.eth0.promote_secondaries=1 && nsenter --net=/run/netns/pod ip address del 10.88.0.50/16 dev eth0 && nsenter --net=/run/netns/pod ip address add 10.88.0.50/16 dev eth0; nsenter --net=/run/netns/pod sysctl -q -w net.ipv4.conf.eth0.promote_secondaries=0`',
     );
     expect(message).toContain("promote_secondaries is off on eth0 and in its namespace's net.ipv4.conf.all");
   });
@@ -65,7 +66,8 @@ describe('the command that makes the pod address primary again', () => {
     });
     const message = notices.find((entry) => entry.message.includes('comes back secondary'))?.message;
     expect(message).toContain(
-      '`echo 1 | ip netns exec pod tee /proc/sys/net/ipv4/conf/a=b/promote_secondaries >/dev/null && ip -n pod address del 10.88.0.50/16 dev a=b && ip -n pod address add 10.88.0.50/16 dev a=b; echo 0 | ip netns exec pod tee /proc/sys/net/ipv4/conf/a=b/promote_secondaries >/dev/null`',
+      // No namespace is pinned at /run/netns/pod here, so iproute2 does not reach it by name: nsenter.
+      '`echo 1 | nsenter --net=/run/netns/pod tee /proc/sys/net/ipv4/conf/a=b/promote_secondaries >/dev/null && nsenter --net=/run/netns/pod ip address del 10.88.0.50/16 dev a=b && nsenter --net=/run/netns/pod ip address add 10.88.0.50/16 dev a=b; echo 0 | nsenter --net=/run/netns/pod tee /proc/sys/net/ipv4/conf/a=b/promote_secondaries >/dev/null`',
     );
   });
 
