@@ -615,6 +615,8 @@ export class Network {
   ): Promise<{ failures: string[]; left: PlumbingStep[]; notChecked: PlumbingStep[]; handedOver: string[] }> {
     try {
       const report = await this.undoEndpoints(endpoints, hotplug, false, operation);
+      // What is left of them is an attach's that did not complete: recorded so, for gc to finish.
+      for (const endpoint of endpoints) if (this.list.includes(endpoint)) endpoint.markUnfinished();
       return {
         failures: report.failures.map((failure) => failure.message),
         left: report.left,
@@ -624,7 +626,9 @@ export class Network {
       };
     } catch (undoError) {
       // The undo could not start: nothing of it was seen, all of it is kept and not checked.
-      const left = endpoints.filter((endpoint) => this.list.includes(endpoint)).flatMap((endpoint) => endpoint.records);
+      const kept = endpoints.filter((endpoint) => this.list.includes(endpoint));
+      for (const endpoint of kept) endpoint.markUnfinished();
+      const left = kept.flatMap((endpoint) => endpoint.records);
       return { failures: [(undoError as Error).message], left, notChecked: left, handedOver: [] };
     }
   }

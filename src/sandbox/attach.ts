@@ -238,8 +238,8 @@ export async function attachSandbox(
       });
       return {
         persist: () => store.write(record()),
-        finishing: () => {
-          attaching = false;
+        finishing: (finished) => {
+          attaching = !finished;
         },
         discard: () => store.remove(),
         path: store.statePath,

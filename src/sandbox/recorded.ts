@@ -23,8 +23,12 @@ import { stateDirectoryFlag } from '../network/state/default-directories.js';
 /** How an operation keeps its record: `persist` writes what the network holds now, `discard` what it means to have none. */
 export interface RecordKeeper {
   persist(): void;
-  /** Called just before the write that records a finished attach (attachSandbox clears `attaching`). */
-  finishing?(): void;
+  /**
+   * Told just before the write that records a finished attach (`true`: attachSandbox clears
+   * `attaching`), and `false` when that write failed and the attach is undone: what its undo leaves
+   * is then recorded as an unfinished attach's again, which gc finishes.
+   */
+  finishing?(finished: boolean): void;
   discard(): void;
   path: string;
 }
@@ -59,11 +63,12 @@ export async function attachRecorded(
     throw replacingTakenName(error, (taken) => taken.placed(network.config.namespacePath));
   }
   try {
-    record.finishing?.();
+    record.finishing?.(true);
     record.persist();
   } catch (error) {
     // The attach is done but its final record could not be written (disk full, I/O error): an
     // attach nobody can see is undone, as any other failed one.
+    record.finishing?.(false);
     throw await undoCompletedAttach(network, added, record, error as Error, options.hotplug, options.operation);
   }
   return added;
@@ -85,6 +90,13 @@ export async function undoCompletedAttach(
 ): Promise<Error> {
   const { failures, left, notChecked, handedOver } = await network.undoAttached(added, hotplug, operation);
   if (left.length > 0) {
+    // The record keeps exactly what is left (the last one written names everything the attach made,
+    // which detach and gc would take for there). A write refused again leaves that one, and says so.
+    try {
+      record.persist();
+    } catch (writeError) {
+      failures.push(`the record of what is left was not updated: ${(writeError as Error).message}`);
+    }
     // Said as a rollback during the attach says it: what was seen left, what could not be looked at,
     // and what another tool holds now (in no record).
     return undoLeftSome('attach', error, { failures, left, notChecked, handedOver });

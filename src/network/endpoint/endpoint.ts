@@ -286,6 +286,19 @@ export abstract class Endpoint {
     return true;
   }
 
+  /**
+   * After the undo of a failed attach left some of it: what is left is an unfinished attach's
+   * ('pending' in the record), as the executor's own rollback and a refused hot-plug's keep it, so gc
+   * finishes it as it finishes theirs (a live sandbox's completed endpoint gc leaves alone).
+   * @internal
+   */
+  markUnfinished(): void {
+    if (!this.plumbing) return;
+    this.closeFds();
+    this.pendingSteps = this.plumbing.steps;
+    this.plumbing = undefined;
+  }
+
   /** The records of everything this endpoint may have made (attached, or an attach cut short). */
   get records(): readonly PlumbingStep[] {
     return this.plumbing?.steps ?? this.pendingSteps ?? [];

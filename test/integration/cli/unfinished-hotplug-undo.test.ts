@@ -5,13 +5,19 @@
  *   undoes it only with the VM: while QEMU answers and keeps the NIC (the unplug times out), the
  *   endpoint, its tap and its record stay and gc says why; once QEMU is gone the host side goes.
  * - A NIC under vcnet's next id that no endpoint records (what a host-only undo used to leave):
- *   add-iface says so, naming the id and the QMP commands that remove it, and adds nothing.
+ *   add-iface says so, naming the id and the QMP commands that remove it, and adds nothing; also when
+ *   the undo of that refused hot-plug hands vcnet's ingress qdisc over to another tool, which then is
+ *   said too (the explanation was skipped: it looked for the bare refusal only).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { channels, type NoticeEvent } from '../../../src/diagnostics.js';
 import type { QueryPciBus } from '../../../src/hypervisor/qemu-hotplug-ports.js';
 import { QmpClient } from '../../../src/hypervisor/qmp.js';
+import { setApplyTestHook } from '../../../src/network/plan/apply.js';
+import type { PlanStep } from '../../../src/network/plan/types.js';
+import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
 import { killAfterHotplug, stateDirectoryPerTest, vcnet } from '../../helpers/cli.js';
 import { writeRequest } from '../../helpers/hotplug-guest.js';
 import type { TestNamespace } from '../../helpers/namespace.js';
@@ -126,4 +132,67 @@ describe.skipIf(skipReason !== undefined)('an unfinished hot-plug in a running V
     await vm.stopQemu();
     expect(vcnet(['detach', '--sandbox', 'ut', '--state-dir', stateDirectory()]).status).toBe(0);
   }, 90_000);
+
+  it("says both the NIC under its next id and the ingress qdisc the refused hot-plug's undo handed over", async () => {
+    const { pod, node } = makePod();
+    const { qmpPath, agentPath } = await vm.attachAndStart('uq', pod.path, stateDirectory());
+    await vm.listenAgent(agentPath);
+    addPodLink(pod, node);
+    const podBefore = fingerprint(pod);
+    const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 5_000 });
+    await qmp.execute('device_add', { driver: 'virtio-net-pci', id: 'net1', romfile: '' });
+    await qmp.close();
+    const recordBefore = JSON.parse(readFileSync(join(stateDirectory(), 'uq', 'state.json'), 'utf8'));
+    // Once vcnet's ingress qdisc on eth9 is made, another tool puts its own filter in it.
+    let previous: PlanStep | undefined;
+    setApplyTestHook((step) => {
+      const last = previous;
+      previous = step;
+      if (last?.change.op === 'add-qdisc' && last.change.link.name === 'eth9')
+        pod.exec(
+          'tc',
+          'filter add dev eth9 ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7'.split(' '),
+        );
+    });
+    const notices: NoticeEvent[] = [];
+    const listener = (message: unknown) => notices.push(message as NoticeEvent);
+    channels.notice.subscribe(listener);
+    let error: Error & { code?: string; hint?: string; handedOver?: string[] };
+    try {
+      error = await addInterface('uq', JSON.stringify({ device: 'eth9', name: 'net9' }), {
+        stateDirectory: stateDirectory(),
+      }).then(
+        () => new Error('add-iface succeeded'),
+        (caught: unknown) => caught as Error,
+      );
+    } finally {
+      setApplyTestHook(undefined);
+      channels.notice.unsubscribe(listener);
+    }
+    const handedOver = "the ingress qdisc on eth9, which stays: it holds another tool's filter (prio 100)";
+    expect(error.code, error.message).toBe('VCNET_ATTACH_FAILED');
+    expect(error.message).toBe(
+      `attaching eth9 failed: cannot hot-plug eth9 into sandbox uq's VM as net1: the VM already has a device net1, which no endpoint of the sandbox records (nothing was added to the VM) (everything it had made was removed but ${handedOver}; vcnet's own filters in it were deleted and no record keeps it, as it is that tool's now: neither detach nor gc will delete it)`,
+    );
+    expect(error.handedOver).toEqual([handedOver]);
+    expect((error.cause as Error & { code?: string }).code).toBe('VCNET_HOTPLUG_ID_TAKEN');
+    expect(error.hint).toContain(`QMP on ${qmpPath}`);
+    expect(error.hint).toContain('{"execute":"device_del","arguments":{"id":"net1"}}');
+    expect(error.hint).toContain('but for what another tool holds, which the message names');
+    expect(notices).toContainEqual({
+      operation: 'add-iface',
+      endpoint: 'eth9',
+      message:
+        "rolling back the failed add-iface: kept the ingress qdisc on eth9: it holds another tool's filter (prio 100); only vcnet's own filters in it were deleted",
+    });
+    // The record as it was, and the pod but for the other tool's filter in the qdisc handed over.
+    expect(JSON.parse(readFileSync(join(stateDirectory(), 'uq', 'state.json'), 'utf8'))).toEqual(recordBefore);
+    const filters = pod.exec('tc', 'filter show dev eth9 ingress'.split(' '));
+    expect(filters).toContain('match 0a090909/ffffffff at 16');
+    expect(filters).not.toContain('Redirect');
+    pod.exec('tc', 'qdisc del dev eth9 ingress'.split(' '));
+    expect(fingerprint(pod)).toEqual(podBefore);
+    await vm.stopQemu();
+    expect(vcnet(['detach', '--sandbox', 'uq', '--state-dir', stateDirectory()]).status).toBe(0);
+  }, 120_000);
 });

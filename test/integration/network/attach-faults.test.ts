@@ -769,8 +769,8 @@ describe('an attach undone after its plumbing was complete (its last record writ
             if (finishing) throw new Error('injected: the record of the finished attach could not be written');
             written = structuredClone(network.save());
           },
-          finishing: () => {
-            finishing = true;
+          finishing: (finished = true) => {
+            finishing = finished;
           },
           discard: () => {
             written = undefined;
@@ -833,12 +833,14 @@ describe('an attach undone after its plumbing was complete (its last record writ
       expect(error.handedOver).toEqual([
         "the ingress qdisc on mvt, which stays: it holds another tool's filter (prio 100)",
       ]);
-      // The record keeps what is left (the last one written: the finished attach's was refused), and the
-      // network holds that alone, nothing of what was handed over.
+      // The network holds what is left alone, nothing of what was handed over; and so does the record,
+      // written again after the undo (it was the last journal, naming everything the attach made), as an
+      // unfinished attach's, which gc finishes.
       const left = network.save().endpoints.flatMap((endpoint) => endpoint.plumbing?.steps ?? []);
       expect(left).toEqual(error.left);
       expect(left.map((step) => step.step)).not.toContain('add-qdisc');
-      expect(written()).toBeDefined();
+      expect(written()).toEqual(network.save());
+      expect(network.save().endpoints.map((endpoint) => endpoint.plumbing?.model)).toEqual(['pending']);
       // The cause goes away; the undo of what is left (a detach of the record's endpoints) finishes it.
       pod.exec('sysctl', ['-q', '-w', 'net.ipv6.conf.eth0.disable_ipv6=0']);
       const report = await network.removeEndpoints();
