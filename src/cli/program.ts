@@ -29,7 +29,7 @@ import {
   type LogFormat,
 } from './observability/logger.js';
 import { guardOutputStreams, OUTPUT_LOST_EXIT_CODE } from './observability/output-streams.js';
-import { NO_TRACE_EXPORT } from './observability/trace-export.js';
+import { NO_TRACE_EXPORT, startTraceExportFrom } from './observability/trace-export.js';
 import { checkSandboxFlags } from './options.js';
 import { writeStderr } from './output.js';
 import { addHelpCommand, helpExitCode, throwUsageErrors } from './usage.js';
@@ -132,7 +132,10 @@ export async function main(): Promise<void> {
   const program = buildProgram();
   // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).
   const traceExport = tracingRequested()
-    ? await (await importForCommand('the trace export', () => import('./observability/exporter.js'))).startTraceExport()
+    ? await startTraceExportFrom(
+        () => importForCommand('the trace export', () => import('./observability/exporter.js')),
+        process.env,
+      )
     : NO_TRACE_EXPORT;
   try {
     // One root span per command, parenting every span it makes (scans, attaches, netlink batches).
