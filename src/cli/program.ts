@@ -55,6 +55,8 @@ export function buildProgram(): Command {
       const log = configureLogger({
         ...(options.logLevel ? { level: options.logLevel } : {}),
         ...(options.logFormat ? { format: options.logFormat } : {}),
+        // commander's default for --log-level is $VCNET_LOG_LEVEL: a bad one is named as the variable.
+        levelFrom: command.getOptionValueSource('logLevel') === 'cli' ? '--log-level' : 'VCNET_LOG_LEVEL',
       });
       unsubscribeLogs?.();
       unsubscribeLogs = subscribeLogs(log);

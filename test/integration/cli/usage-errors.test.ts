@@ -286,7 +286,12 @@ describe('vcnet help COMMAND SUBCOMMAND', () => {
 
 describe('the global options', () => {
   it.each([
-    [['--log-level', 'loud', 'scan', '--netns', '/proc/self/ns/net'], /log level.*"loud"/],
+    // Named as the user set it, the value as typed: it said `invalid log level (--log-level,
+    // VCNET_LOG_LEVEL): "loud"`, either way, and lowercased the value.
+    [
+      ['--log-level', 'LOUD', 'scan', '--netns', '/proc/self/ns/net'],
+      /^vcnet: invalid --log-level: "LOUD" \(accepted: trace, debug, info, warn, error, fatal, silent\)\nhint: set --log-level to trace, /,
+    ],
     [
       ['--log-format', 'xml', 'scan', '--netns', '/proc/self/ns/net'],
       /invalid --log-format: "xml" \(accepted: json, pretty\)/,
@@ -295,5 +300,17 @@ describe('the global options', () => {
     const result = vcnet(args);
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(message);
+  });
+
+  it('refuses a VCNET_LOG_LEVEL that is no level under its own name', () => {
+    const result = vcnet(['list', '--state-dir', '/nonexistent/s44'], { VCNET_LOG_LEVEL: 'Loud' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(
+      /^vcnet: invalid VCNET_LOG_LEVEL: "Loud" \(accepted: trace, debug, info, warn, error, fatal, silent\)\nhint: set VCNET_LOG_LEVEL to trace, /,
+    );
+    // --log-level wins over it, as the docs say.
+    expect(
+      vcnet(['--log-level', 'error', 'list', '--state-dir', '/nonexistent/s44'], { VCNET_LOG_LEVEL: 'Loud' }).status,
+    ).toBe(0);
   });
 });
