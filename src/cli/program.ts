@@ -29,7 +29,7 @@ import {
   type LogFormat,
 } from './observability/logger.js';
 import { guardOutputStreams, OUTPUT_LOST_EXIT_CODE } from './observability/output-streams.js';
-import { NO_TRACE_EXPORT } from './observability/trace-export.js';
+import { NO_TRACE_EXPORT, startTraceExportFrom } from './observability/trace-export.js';
 import { checkSandboxFlags } from './options.js';
 import { writeStderr } from './output.js';
 import { addHelpCommand, helpExitCode, throwUsageErrors } from './usage.js';
@@ -55,6 +55,8 @@ export function buildProgram(): Command {
       const log = configureLogger({
         ...(options.logLevel ? { level: options.logLevel } : {}),
         ...(options.logFormat ? { format: options.logFormat } : {}),
+        // commander's default for --log-level is $VCNET_LOG_LEVEL: a bad one is named as the variable.
+        levelFrom: command.getOptionValueSource('logLevel') === 'cli' ? '--log-level' : 'VCNET_LOG_LEVEL',
       });
       unsubscribeLogs?.();
       unsubscribeLogs = subscribeLogs(log);
@@ -132,7 +134,10 @@ export async function main(): Promise<void> {
   const program = buildProgram();
   // OpenTelemetry is loaded only when an OTEL_* variable asks for export (as in vcnet-cni).
   const traceExport = tracingRequested()
-    ? await (await importForCommand('the trace export', () => import('./observability/exporter.js'))).startTraceExport()
+    ? await startTraceExportFrom(
+        () => importForCommand('the trace export', () => import('./observability/exporter.js')),
+        process.env,
+      )
     : NO_TRACE_EXPORT;
   try {
     // One root span per command, parenting every span it makes (scans, attaches, netlink batches).

@@ -1,5 +1,6 @@
 /** `vcnet list`: the records vcnet keeps, one row each with its state (listSandboxes), read-only. */
 import type { Command } from 'commander';
+import { InvalidInputError } from '../../errors.js';
 import { listSandboxes, type SandboxListing } from '../../sandbox/list.js';
 import { ExitCode } from '../exit-codes.js';
 import { describeCommand } from '../help-details.js';
@@ -21,6 +22,9 @@ export function registerList(program: Command): void {
     )
     .option('--json', 'machine-readable output')
     .action(async (options: { stateDir?: string; json?: boolean }) => {
+      // As every other command words it: the library would name its own field, stateDirectory.
+      if (options.stateDir?.trim() === '')
+        throw new InvalidInputError('--state-dir', options.stateDir, 'a directory path, such as /run/vcnet/sandboxes');
       const listings = await listSandboxes(options.stateDir === undefined ? {} : { stateDirectory: options.stateDir });
       if (options.json) printJson(listings);
       else printText(listingText(listings, { stateDirectories: options.stateDir === undefined }).join('\n'));

@@ -244,13 +244,27 @@ function deferredLogger(level: string, format: LogFormat): Logger {
   });
 }
 
-export function configureLogger(options: { level?: string; format?: LogFormat } = {}): Logger {
+/**
+ * The process's logger, at `level` (else $VCNET_LOG_LEVEL, else warn). `levelFrom` names where a level
+ * that is none came from, as the user set it (`--log-level`, or `VCNET_LOG_LEVEL` for commander's
+ * default taken from it); without it, the level given is taken for the environment's when it is that.
+ */
+export function configureLogger(
+  options: { level?: string; format?: LogFormat; levelFrom?: '--log-level' | 'VCNET_LOG_LEVEL' } = {},
+): Logger {
   const format = options.format ?? (process.stderr.isTTY ? 'pretty' : 'json');
   if (format !== 'json' && format !== 'pretty') throw new InvalidInputError('--log-format', format, 'json, pretty');
+  const given = options.level ?? process.env.VCNET_LOG_LEVEL ?? 'warn';
   // Level names are taken in any case (`Info`, as some runtimes' configs spell them).
-  const level = (options.level ?? process.env.VCNET_LOG_LEVEL ?? 'warn').toLowerCase();
-  if (!LEVEL_NAMES.includes(level))
-    throw new InvalidInputError('log level (--log-level, VCNET_LOG_LEVEL)', level, LEVEL_NAMES.join(', '));
+  const level = given.toLowerCase();
+  if (!LEVEL_NAMES.includes(level)) {
+    const from =
+      options.levelFrom ??
+      (options.level === undefined || options.level === process.env.VCNET_LOG_LEVEL
+        ? 'VCNET_LOG_LEVEL'
+        : '--log-level');
+    throw new InvalidInputError(from, given, LEVEL_NAMES.join(', '));
+  }
   root = deferredLogger(level, format);
   return root;
 }

@@ -4,7 +4,7 @@
  * OpenTelemetry are loaded only then, so a plain ADD starts no faster or slower because they exist.
  */
 import { tracingRequested } from './environment.js';
-import { NO_TRACE_EXPORT, type TraceExport } from './trace-export.js';
+import { NO_TRACE_EXPORT, startTraceExportFrom, type TraceExport } from './trace-export.js';
 
 /** What vcnet-cni observes: its root span runner, the function that stops it, and who writes the notices. */
 export interface Observing extends TraceExport {
@@ -48,8 +48,7 @@ export async function startObservability(env: NodeJS.ProcessEnv): Promise<Observ
     }
   }
   if (tracingRequested(env)) {
-    const { startTraceExport } = await import('./exporter.js');
-    traceExport = await startTraceExport(env);
+    traceExport = await startTraceExportFrom(() => import('./exporter.js'), env);
   }
   return {
     logsNotices,

@@ -38,3 +38,28 @@ export const NO_TRACE_EXPORT: TraceExport = {
   inCommandSpan: (_name, _attributes, work) => work(UNTRACED),
   stop: async () => 'flushed',
 };
+
+/**
+ * Loads the exporter (`load`, its import) and starts it for `env`. The exporter imports
+ * @opentelemetry/api, an optional peer dependency that the SDK brings: an install of vcnet alone has
+ * none, and loading the exporter there failed with Node's ERR_MODULE_NOT_FOUND and its trace (no
+ * vcnet-cni result, DEL included). Said in one warning line instead, as a missing SDK is, and the
+ * command runs without spans.
+ */
+export async function startTraceExportFrom(
+  load: () => Promise<{ startTraceExport(env: NodeJS.ProcessEnv): Promise<TraceExport> }>,
+  env: NodeJS.ProcessEnv,
+): Promise<TraceExport> {
+  let exporter: Awaited<ReturnType<typeof load>>;
+  try {
+    exporter = await load();
+  } catch (error) {
+    const failure = error as NodeJS.ErrnoException;
+    if (failure?.code !== 'ERR_MODULE_NOT_FOUND' || !/'@opentelemetry\//.test(String(failure.message))) throw error;
+    process.stderr.write(
+      'vcnet: warning: OTEL_* variables ask for trace export, but @opentelemetry/api is not installed (@opentelemetry/sdk-node brings it): install @opentelemetry/sdk-node next to vcnet to export spans\n',
+    );
+    return NO_TRACE_EXPORT;
+  }
+  return exporter.startTraceExport(env);
+}

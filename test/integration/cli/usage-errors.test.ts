@@ -3,6 +3,9 @@
  * option without its argument) are bad input like any other: exit 2, one message and a pointer to
  * `--help` instead of the whole help, and the `{"error": {...}}` object with `--json`.
  */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../../../src/cli/program.js';
@@ -16,6 +19,32 @@ function commandsWithRequiredOptions(command: Command, path: string[] = []): Arr
   for (const subcommand of command.commands) {
     found.push(...commandsWithRequiredOptions(subcommand, [...path, subcommand.name()]));
   }
+  return found;
+}
+
+/**
+ * Every command's path below `vcnet` that has `flag`, with the arguments it needs besides: a value
+ * for each required option and each required argument (stdin, `-`, is empty).
+ */
+function commandsWithOption(command: Command, flag: string, path: string[] = []): Array<[string[], string[]]> {
+  const found: Array<[string[], string[]]> = [];
+  if (command.options.some((option) => option.long === flag)) {
+    // iptables takes --sandbox or --sandbox-id, neither of them required by commander.
+    const required = command.options
+      .filter(
+        (option) =>
+          option.mandatory ||
+          (option.long === '--sandbox' &&
+            !command.options.some((other) => other.long === '--sandbox-id' && other.mandatory)),
+      )
+      .flatMap((option) => [option.long!, 's44']);
+    const operands = command.registeredArguments
+      .filter((argument) => argument.required)
+      .map((argument) => (argument.name() === 'file' ? '-' : 's44'));
+    found.push([path, [...operands, ...required]]);
+  }
+  for (const subcommand of command.commands)
+    found.push(...commandsWithOption(subcommand, flag, [...path, subcommand.name()]));
   return found;
 }
 
@@ -126,6 +155,29 @@ describe('usage errors', () => {
     );
   });
 
+  // `vcnet list --state-dir ''` said `invalid stateDirectory`, the library's name, not the flag typed.
+  // attach is left out: its --netns is checked first (damaged-records.test.ts covers its --state-dir '').
+  const withStateDirectory = commandsWithOption(buildProgram(), '--state-dir').filter(([path]) => path[0] !== 'attach');
+  it('finds the commands that take --state-dir', () => {
+    expect(withStateDirectory.map(([path]) => path.join(' '))).toEqual(
+      expect.arrayContaining(['list', 'gc', 'detach', 'watch', 'add-iface', 'iptables get', 'install-cni']),
+    );
+  });
+  it.each(withStateDirectory)("%o: --state-dir '' is refused naming the flag", (path, args) => {
+    const scratch = mkdtempSync(join(tmpdir(), 'vcnet-state-dir-'));
+    try {
+      // install-cni gets directories of its own, should it ever write before it checks.
+      const extra =
+        path[0] === 'install-cni' ? ['--bin-dir', join(scratch, 'bin'), '--conf-dir', join(scratch, 'conf')] : [];
+      const result = vcnet([...path, ...args, ...extra, '--state-dir', '']);
+      expect(result.status, result.stderr).toBe(2);
+      expect(result.stderr).toMatch(/^vcnet: invalid --state-dir: "" \(accepted: [^\n]*\)\nhint: set --state-dir to /);
+      expect(readdirSync(scratch)).toEqual([]);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+
   // commander kept the last of two values without a word: `attach --netns A --netns B` attached B.
   it.each([
     [['scan', '--netns', '/proc/self/ns/net', '--netns=/proc/1/ns/net'], '--netns <path>', 'vcnet scan'],
@@ -234,7 +286,12 @@ describe('vcnet help COMMAND SUBCOMMAND', () => {
 
 describe('the global options', () => {
   it.each([
-    [['--log-level', 'loud', 'scan', '--netns', '/proc/self/ns/net'], /log level.*"loud"/],
+    // Named as the user set it, the value as typed: it said `invalid log level (--log-level,
+    // VCNET_LOG_LEVEL): "loud"`, either way, and lowercased the value.
+    [
+      ['--log-level', 'LOUD', 'scan', '--netns', '/proc/self/ns/net'],
+      /^vcnet: invalid --log-level: "LOUD" \(accepted: trace, debug, info, warn, error, fatal, silent\)\nhint: set --log-level to trace, /,
+    ],
     [
       ['--log-format', 'xml', 'scan', '--netns', '/proc/self/ns/net'],
       /invalid --log-format: "xml" \(accepted: json, pretty\)/,
@@ -243,5 +300,17 @@ describe('the global options', () => {
     const result = vcnet(args);
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(message);
+  });
+
+  it('refuses a VCNET_LOG_LEVEL that is no level under its own name', () => {
+    const result = vcnet(['list', '--state-dir', '/nonexistent/s44'], { VCNET_LOG_LEVEL: 'Loud' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(
+      /^vcnet: invalid VCNET_LOG_LEVEL: "Loud" \(accepted: trace, debug, info, warn, error, fatal, silent\)\nhint: set VCNET_LOG_LEVEL to trace, /,
+    );
+    // --log-level wins over it, as the docs say.
+    expect(
+      vcnet(['--log-level', 'error', 'list', '--state-dir', '/nonexistent/s44'], { VCNET_LOG_LEVEL: 'Loud' }).status,
+    ).toBe(0);
   });
 });

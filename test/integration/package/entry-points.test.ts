@@ -208,6 +208,53 @@ describe('the bundled programs', () => {
     expect(run.stderr).toContain('@opentelemetry/sdk-node is not installed');
   });
 
+  // An install of vcnet alone has no @opentelemetry package: the exporter's import of the API failed
+  // with Node's ERR_MODULE_NOT_FOUND and its trace, exit 1 (vcnet-cni: no result, a DEL too).
+  it('vcnet and vcnet-cni say on stderr that OTEL_* asks for spans when no @opentelemetry package is installed, and run', () => {
+    const namespace = makeNamespace('entry');
+    const hide = fileURLToPath(new URL('../../helpers/hide-otel-packages.mjs', import.meta.url));
+    const env = { ...process.env, OTEL_TRACES_EXPORTER: 'console' };
+    const warning =
+      'vcnet: warning: OTEL_* variables ask for trace export, but @opentelemetry/api is not installed (@opentelemetry/sdk-node brings it): install @opentelemetry/sdk-node next to vcnet to export spans\n';
+    const scan = spawnSync(
+      process.execPath,
+      ['--import', hide, join(DIST, 'cli/main.js'), 'scan', '--netns', namespace.path],
+      {
+        encoding: 'utf8',
+        env,
+      },
+    );
+    expect(scan.status, scan.stderr).toBe(0);
+    expect(scan.stderr).toBe(warning);
+    expect(scan.stdout).toMatch(/^NAME/);
+    const directory = mkdtempSync(join(tmpdir(), 'vcnet-entry-'));
+    try {
+      // A DEL with nothing recorded: it must succeed whatever the plugin's environment holds.
+      const del = spawnSync(process.execPath, ['--import', hide, join(DIST, 'cni/main.js')], {
+        encoding: 'utf8',
+        input: JSON.stringify({
+          cniVersion: '1.0.0',
+          name: 'entry',
+          type: 'vcnet-cni',
+          stateDir: join(directory, 'state'),
+        }),
+        env: {
+          ...env,
+          CNI_COMMAND: 'DEL',
+          CNI_CONTAINERID: 'entry1',
+          CNI_IFNAME: 'eth0',
+          CNI_NETNS: '',
+          CNI_PATH: '/nonexistent',
+        },
+      });
+      expect(del.status, del.stderr).toBe(0);
+      expect(del.stderr).toBe(warning);
+      expect(del.stdout).toBe('');
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it('the logger loads pino for the first line at its level, not for calls below it', () => {
     const script = `
       const { createRequire } = await import('node:module');
