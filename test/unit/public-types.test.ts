@@ -36,6 +36,7 @@ const DELIBERATE_INTERNALS: Record<string, string> = {
   // Types derived from constants (typeof X): the derived types are exported.
   INTERWORKING_MODELS: 'InterworkingModelName is exported',
   ENDPOINT_TYPES: 'EndpointType is exported',
+  ATTACH_OPERATIONS: 'AttachOperation is exported',
   NETWORK_STATE_VERSION: "a record's version number",
   SANDBOX_STATE_VERSION: "a record's version number",
   ENDPOINT_STATE_VERSION: "a record's version number",
