@@ -350,7 +350,7 @@ export type {
   RecordedLinkAttributes,
   RouteRecord,
 } from './network/plan/types.js';
-export type { UndoReport } from './network/plan/undo.js';
+export type { AttachOperation, UndoReport } from './network/plan/undo.js';
 export { readSandbox } from './network/recorded-network.js';
 export {
   classifyScan,

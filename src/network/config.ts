@@ -318,6 +318,11 @@ export interface KataNetworkSettings {
   coldPlugVfio?: string;
   /** The [hypervisor.*] section the values came from. */
   hypervisor?: string;
+  /**
+   * The configuration file the settings were read from (readKataConfiguration's path): what
+   * networkConfigFromKata's refusal of their [hypervisor.*] section names. Absent for parsed text.
+   */
+  file?: string;
   /** Settings read but ignored, for the caller to show. */
   warnings?: string[];
 }
@@ -1140,6 +1145,7 @@ const KATA_SETTINGS_KEYS: readonly (keyof KataNetworkSettings)[] = [
   'networkQueues',
   'coldPlugVfio',
   'hypervisor',
+  'file',
   'warnings',
 ];
 
@@ -1259,6 +1265,7 @@ export function networkConfigFromKata(
   requireConfigObject(settings, 'settings');
   refuseUnknownKeys(settings, 'settings', KATA_SETTINGS_KEYS);
   refuseQueuesWithoutRuntimeRs(settings);
+  stringOption(settings.file, 'settings.file', 'the path of the configuration file the settings were read from');
   options = optionsArgument(options, 'options', ['namespacePath', 'hypervisor', 'overrides', 'sandbox', 'warn']);
   functionOption(options.warn, 'warn');
   stringOption(options.namespacePath, 'namespacePath', 'the path of the pod network namespace');
@@ -1271,7 +1278,8 @@ export function networkConfigFromKata(
     'namedInterfaces',
   ]);
   const warn = options.warn ?? (() => {});
-  const hypervisor = options.hypervisor ?? kataHypervisorOfSection(settings.hypervisor, 'options.hypervisor') ?? 'qemu';
+  const hypervisor =
+    options.hypervisor ?? kataHypervisorOfSection(settings.hypervisor, 'options.hypervisor', settings.file) ?? 'qemu';
   if (!KATA_HYPERVISORS.includes(hypervisor)) {
     throw new InvalidInputError('hypervisor', hypervisor, KATA_HYPERVISORS.join(', '));
   }
@@ -1447,7 +1455,7 @@ export function readKataConfiguration(path: string): KataNetworkSettings {
   } catch (error) {
     throw new InvalidInputError('config', path, 'a readable Kata configuration.toml', unreadableFileHint(error, path));
   }
-  return parseKataConfiguration(text, path, readDropIns(join(dirname(resolved), 'config.d')));
+  return { ...parseKataConfiguration(text, path, readDropIns(join(dirname(resolved), 'config.d'))), file: path };
 }
 
 function readDropIns(directory: string): KataDropIn[] {

@@ -50,7 +50,7 @@ import { VCNET_LINK_GROUP } from './plan/plan-attach.js';
 import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
-import type { UndoOf, UndoReport } from './plan/undo.js';
+import type { AttachOperation, UndoOf, UndoReport } from './plan/undo.js';
 import { ATTACH_OPERATIONS, describeHandedOver, describeRecords, planUndo, undoRecords } from './plan/undo.js';
 import {
   interfacesOf,
@@ -107,7 +107,7 @@ export interface AddEndpointsOptions {
    * The command this attach is part of, which the notices of its rollback name as their `operation`
    * (vcnet:notice): 'attach' (the default), 'add-iface' or 'watch' (undo.ts's AttachOperation).
    */
-  operation?: 'attach' | 'add-iface' | 'watch';
+  operation?: AttachOperation;
 }
 
 const ADD_ENDPOINTS_KEYS: readonly (keyof AddEndpointsOptions)[] = [

@@ -15,15 +15,9 @@ import { isUnfinished } from '../network/model/plumbing-context.js';
 import { earlierBootOf } from '../network/state/boot-id.js';
 import { gcStateDirectoryFlag, stateDirectoryFlag } from '../network/state/default-directories.js';
 import { flockHolderAt } from '../network/state/lock.js';
-import {
-  type CheckedRecord,
-  knownStateDirectories,
-  type RecordEntry,
-  type SkippedRecord,
-  trustedDirectories,
-  visitRecords,
-} from '../network/state/owners.js';
+import { knownStateDirectories, type SkippedRecord, trustedDirectories } from '../network/state/owners.js';
 import { salvageNamespacePathTold } from '../network/state/record-envelope.js';
+import { type CheckedRecord, type RecordEntry, visitRecords } from '../network/state/record-visit.js';
 import { stateDirectory } from '../network/state/store.js';
 import { refuseUntrustedDirectory } from '../network/state/trust.js';
 import {

@@ -36,6 +36,7 @@ const DELIBERATE_INTERNALS: Record<string, string> = {
   // Types derived from constants (typeof X): the derived types are exported.
   INTERWORKING_MODELS: 'InterworkingModelName is exported',
   ENDPOINT_TYPES: 'EndpointType is exported',
+  ATTACH_OPERATIONS: 'AttachOperation is exported',
   NETWORK_STATE_VERSION: "a record's version number",
   SANDBOX_STATE_VERSION: "a record's version number",
   ENDPOINT_STATE_VERSION: "a record's version number",
@@ -97,6 +98,24 @@ describe('the public types', () => {
 
   it('lists no internal that no public signature mentions any more', () => {
     expect(Object.keys(DELIBERATE_INTERNALS).filter((name) => !missing.has(name))).toEqual([]);
+  });
+
+  it("bring no zod declaration into a user's program (zod's CommonJS types need esModuleInterop)", () => {
+    // Every declaration file a project that imports both entries compiles: the records' zod schemas
+    // stay internal, behind plain types (RecordEnvelope, RecordContentSchema). With zod's types in the
+    // program, tsc fails inside them (TS1259) unless esModuleInterop, allowSyntheticDefaultImports or
+    // skipLibCheck is on; test/integration/package/pack-install.test.ts compiles such a project.
+    const program = ts.createProgram(ENTRIES, {
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      noEmit: true,
+      types: ['node'],
+    });
+    const files = program.getSourceFiles().map((file) => file.fileName);
+    expect(files.filter((file) => file.startsWith(`${DIST}/`)).length).toBeGreaterThan(100);
+    // The check sees dependencies' declarations at all: protobuf's are in the program.
+    expect(files.some((file) => file.includes('/node_modules/@bufbuild/protobuf/'))).toBe(true);
+    expect(files.filter((file) => file.includes('/node_modules/zod/'))).toEqual([]);
   });
 });
 

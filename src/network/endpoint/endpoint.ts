@@ -16,7 +16,14 @@ import { withImpliedRecords } from '../plan/older-records.js';
 import type { AttachRequest } from '../plan/plan-attach.js';
 import { intentOf, type PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep } from '../plan/types.js';
-import { describeHandedOver, type UndoOf, type UndoReport, undoLeftSome, undoRecords } from '../plan/undo.js';
+import {
+  type AttachOperation,
+  describeHandedOver,
+  type UndoOf,
+  type UndoReport,
+  undoLeftSome,
+  undoRecords,
+} from '../plan/undo.js';
 import { ENDPOINT_STATE_VERSION } from '../state/content-versions.js';
 import { noteQueueFds } from './held-queue-fds.js';
 
@@ -324,7 +331,7 @@ export abstract class Endpoint {
   protected async undoRefusedPlug(
     handle: NetlinkHandle,
     plugError: Error,
-    operation: 'attach' | 'add-iface' | 'watch' = 'attach',
+    operation: AttachOperation = 'attach',
   ): Promise<never> {
     const records = [...this.records];
     let failures: string[];

@@ -20,7 +20,7 @@ import { type AttachRequest, type PlanSnapshot, planAttach } from '../plan/plan-
 import type { KeptRecord } from '../plan/plan-detach.js';
 import type { PlanIntent } from '../plan/plan-intent.js';
 import type { Plan, PlumbingStep, RateLimit } from '../plan/types.js';
-import { rollBackAttach } from '../plan/undo.js';
+import { type AttachOperation, rollBackAttach } from '../plan/undo.js';
 
 /**
  * What every interworking model's attach needs: the namespace's handle and path, queue count, whether to keep
@@ -55,7 +55,7 @@ export interface PlumbingContext {
    */
   handedOver?: (kept: readonly KeptRecord[]) => void;
   /** The command the attach is part of, which a rollback's notices name (default attach). */
-  operation?: 'attach' | 'add-iface' | 'watch';
+  operation?: AttachOperation;
 }
 
 /** What a model built for one endpoint: enough for the hypervisor, and for an exact detach. */

@@ -52,7 +52,30 @@ const recordEnvelopeSchema = z.looseObject({
   bootId: z.string({ error: 'a boot id (a UUID)' }).regex(BOOT_ID_PATTERN, { error: 'a boot id (a UUID)' }).optional(),
 });
 
-export type RecordEnvelope = z.infer<typeof recordEnvelopeSchema>;
+/**
+ * What every record holds, as its envelope's schema checks it. Written out rather than inferred from
+ * the schema: this module's declarations are part of vcnet's public ones (StateInvalidError), and zod's
+ * types, which do not compile in a project without esModuleInterop, stay out of those.
+ */
+export interface RecordEnvelope {
+  version: typeof RECORD_VERSION;
+  id: string;
+  namespace: NamespaceIdentity;
+  createdAt: string;
+  bootId?: string;
+  /** A loose object: the content's schema (RecordContentSchema) checks the other keys. */
+  [key: string]: unknown;
+}
+
+/**
+ * Compiles only while the envelope's schema yields RecordEnvelope and RecordEnvelope is what the
+ * schema yields (each assignable to the other): the two cannot drift apart. Kept here, not in a test:
+ * the schema is not exported (an exported one would bring zod's types back into the declarations).
+ */
+type Agrees<Actual, Expected> = [Actual] extends [Expected] ? ([Expected] extends [Actual] ? true : false) : false;
+// biome-ignore lint/correctness/noUnusedVariables: a check tsc makes; no code uses it
+type EnvelopeSchemaAgrees = Holds<Agrees<z.infer<typeof recordEnvelopeSchema>, RecordEnvelope>>;
+type Holds<Condition extends true> = Condition;
 
 /**
  * A version 1 record names its namespace by path only: this vcnet cannot tell that the path still
@@ -200,7 +223,7 @@ function unknownFieldHint(file: string): string {
  * What a field accepts, said plainly: a schema without its own text for a type mismatch gets zod's
  * ("Invalid input: expected object, received null"), which repeats the value and reads oddly after "expected".
  */
-function acceptedText(issue: z.core.$ZodIssue): string {
+function acceptedText(issue: SchemaIssue): string {
   if (issue.code === 'invalid_type' && issue.message.startsWith('Invalid input')) {
     const expected = String(issue.expected);
     return `${/^[aeiou]/.test(expected) ? 'an' : 'a'} ${expected}`;
@@ -209,27 +232,53 @@ function acceptedText(issue: z.core.$ZodIssue): string {
 }
 
 /** A `version` field holding a number above every one this vcnet reads: a newer vcnet's record. */
-function isNewerVersion(issue: z.core.$ZodIssue, found: unknown): boolean {
+function isNewerVersion(issue: SchemaIssue, found: unknown): boolean {
   if (issue.code !== 'invalid_value' || issue.path[issue.path.length - 1] !== 'version') return false;
-  return typeof found === 'number' && issue.values.every((known) => typeof known === 'number' && known < found);
+  return typeof found === 'number' && issue.values!.every((known) => typeof known === 'number' && known < found);
 }
 
 /** Keys a strict part of the record does not know, found in the object at `path` (a bit flip, an edit). */
-function unknownKeysAt(issues: readonly z.core.$ZodIssue[], path: ReadonlyArray<PropertyKey>): string[] {
+function unknownKeysAt(issues: readonly SchemaIssue[], path: ReadonlyArray<PropertyKey>): string[] {
   const at = fieldPath(path);
   return issues.flatMap((issue) =>
-    issue.code === 'unrecognized_keys' && fieldPath(issue.path) === at ? issue.keys : [],
+    issue.code === 'unrecognized_keys' && fieldPath(issue.path) === at ? issue.keys! : [],
   );
 }
 
+/**
+ * One problem a record's schema found: the part of a zod issue check reads (`keys` in an
+ * unrecognized_keys issue, `expected` in an invalid_type one, `values` in an invalid_value one).
+ */
+interface SchemaIssue {
+  readonly code: string;
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly keys?: readonly string[];
+  readonly expected?: unknown;
+  readonly values?: readonly unknown[];
+}
+
+/**
+ * The schema of a record's content beside its envelope (network-content-schema.ts's, or one a store
+ * is given): a zod schema, declared by the one call parseRecord makes of it. Not zod's own type: this
+ * module's declarations are part of vcnet's public ones (StateInvalidError), and zod's types do not
+ * compile in a project without esModuleInterop.
+ */
+export interface RecordContentSchema<T> {
+  safeParse(
+    data: unknown,
+    options: typeof PARSE_OPTIONS,
+  ): { success: true; data: T } | { success: false; error: { issues: readonly SchemaIssue[] } };
+}
+
 /** Throws StateInvalidError for the first problem zod found. */
-function check<T>(schema: z.ZodType<T>, data: unknown, file: string, prefix: PropertyKey[] = []): T {
+function check<T>(schema: RecordContentSchema<T>, data: unknown, file: string, prefix: PropertyKey[] = []): T {
   const result = schema.safeParse(data, PARSE_OPTIONS);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   if (issue.code === 'unrecognized_keys') {
     // Named by the key itself: this version never writes it, so a newer one did, or it was damaged or edited.
-    const key = issue.keys[0]!;
+    const key = issue.keys![0]!;
     const found = valueAt(data, [...issue.path, key]);
     throw new StateInvalidError(
       file,
@@ -277,7 +326,7 @@ function jsonSyntaxProblem(error: unknown): string {
 export function parseRecord<T>(
   text: string,
   file: string,
-  options: { expectedId?: string; content: z.ZodType<T> },
+  options: { expectedId?: string; content: RecordContentSchema<T> },
 ): RecordEnvelope & T {
   let data: unknown;
   try {

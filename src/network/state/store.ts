@@ -22,7 +22,6 @@ import {
   rmSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type * as z from 'zod';
 import { decimalSecondsAsMs } from '../../arguments.js';
 import { errnoOf, InvalidInputError, SystemCallError, VcnetError } from '../../errors.js';
 import { absolutePath } from './absolute-path.js';
@@ -38,7 +37,7 @@ import { DEFAULT_STATE_DIRECTORY } from './default-directories.js';
 import { DirectoryNotMadeError, makeDirectory, removeMadeDirectories } from './directory.js';
 import { lockFile } from './lock.js';
 import { sandboxContentSchema } from './network-content-schema.js';
-import { parseRecord, type RecordEnvelope, recordText } from './record-envelope.js';
+import { parseRecord, type RecordContentSchema, type RecordEnvelope, recordText } from './record-envelope.js';
 import { checkStateRegistry, registerStateDirectory } from './registry.js';
 import { refuseUntrustedDirectory, unusableStateDirectory } from './trust.js';
 
@@ -145,7 +144,7 @@ const heldHere = new Map<string, string>();
 
 export interface SandboxStoreOptions {
   /** Schema of the record's content (beside the envelope); the sandbox record's by default. */
-  content?: z.ZodType<unknown>;
+  content?: RecordContentSchema<unknown>;
   /** The id the record's envelope must carry; the store's id by default. */
   expectedId?: string;
   /** For SandboxLockedError: how to wait longer where this store is used. */

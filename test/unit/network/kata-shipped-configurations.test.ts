@@ -148,6 +148,22 @@ describe("Kata's shipped configuration files (test/fixtures/kata/shipped)", () =
       expect(message).toContain('qemu, clh (cloud-hypervisor), firecracker');
       expect(hint).toMatch(expected.because);
       expect(hint).toMatch(/give --hypervisor to plan the network for one of those instead/);
+      // The library alone names the file too: readKataConfiguration keeps its path in the settings.
+      expect(settings.file).toBe(path);
+      let libraryRefusal: unknown;
+      try {
+        networkConfigFromKata(settings, { namespacePath: '/var/run/netns/pod' });
+      } catch (error) {
+        libraryRefusal = error;
+      }
+      expect(libraryRefusal).toBeInstanceOf(InvalidInputError);
+      expect((libraryRefusal as InvalidInputError).field).toBe(`[hypervisor.*] section of ${path}`);
+      expect((libraryRefusal as InvalidInputError).hint).toMatch(/give options\.hypervisor to plan the network/);
+      // Settings parsed from text name no file, and say so.
+      const { file: _, ...parsed } = settings;
+      expect(() => networkConfigFromKata(parsed, { namespacePath: '/var/run/netns/pod' })).toThrow(
+        '[hypervisor.*] section of the configuration',
+      );
     });
   }
 });
