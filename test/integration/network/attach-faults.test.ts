@@ -69,6 +69,18 @@ async function attachFailure(
 }
 
 /** What `work` did, with the notices published on vcnet:notice meanwhile. */
+/**
+ * The other tool's filter (and so the ingress qdisc it sits in) on `link` is all the failed attach
+ * left, its own redirects gone: with that qdisc deleted, the pod is as `before`.
+ */
+function expectOnlyOthersFilterLeft(pod: TestNamespace, link: string, before: ReturnType<typeof fingerprint>): void {
+  const filters = pod.exec('tc', `filter show dev ${link} ingress`.split(' '));
+  expect(filters).toContain('match 0a090909/ffffffff at 16');
+  expect(filters).not.toContain('Redirect');
+  pod.exec('tc', `qdisc del dev ${link} ingress`.split(' '));
+  expect(fingerprint(pod)).toEqual(before);
+}
+
 async function withNotices<Result>(work: () => Promise<Result>): Promise<{ result: Result; notices: NoticeEvent[] }> {
   const notices: NoticeEvent[] = [];
   const listener = (message: unknown) => notices.push(message as NoticeEvent);
@@ -449,16 +461,17 @@ describe("a rollback beside another tool's filter put into vcnet's own ingress q
     `filter add dev ${link} ingress prio 100 protocol ip u32 match ip dst 10.9.9.9/32 flowid 1:7`.split(' ');
 
   /** Checks the qdisc stayed, handed over, and that gc leaves it too; then takes it away by hand. */
-  async function expectHandedOver(pod: TestNamespace, link: string, sandbox: string, before: unknown): Promise<void> {
+  async function expectHandedOver(
+    pod: TestNamespace,
+    link: string,
+    sandbox: string,
+    before: ReturnType<typeof fingerprint>,
+  ): Promise<void> {
     // Handed over, not left: no record, so neither detach nor gc will ever delete it.
     expect(readSandbox(sandbox, stateDir)).toBeUndefined();
     await collectGarbage({ stateDirectories: [stateDir], namespaces: [pod.path] });
-    const filters = pod.exec('tc', `filter show dev ${link} ingress`.split(' '));
-    expect(filters).toContain('match 0a090909/ffffffff at 16');
-    expect(filters).not.toContain('Redirect');
     // Nothing else of the attach is left.
-    pod.exec('tc', `qdisc del dev ${link} ingress`.split(' '));
-    expect(fingerprint(pod)).toEqual(before);
+    expectOnlyOthersFilterLeft(pod, link, before);
   }
 
   it('tcfilter: the error says the ingress qdisc on eth0 stays and why, never "everything … removed"', async () => {
@@ -710,11 +723,7 @@ describe('an attach undone when the record write after its last endpoint is refu
     } finally {
       network.close();
     }
-    const filters = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
-    expect(filters).toContain('match 0a090909/ffffffff at 16');
-    expect(filters).not.toContain('Redirect');
-    pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
-    expect(fingerprint(pod)).toEqual(before);
+    expectOnlyOthersFilterLeft(pod, 'eth0', before);
   });
 
   it('with part of the undo refused, says what its undo was of without an endpoint "before" a failing one', async () => {
@@ -806,11 +815,7 @@ describe('an attach undone after its plumbing was complete (its last record writ
     } finally {
       network.close();
     }
-    const filters = pod.exec('tc', 'filter show dev eth0 ingress'.split(' '));
-    expect(filters).toContain('match 0a090909/ffffffff at 16');
-    expect(filters).not.toContain('Redirect');
-    pod.exec('tc', 'qdisc del dev eth0 ingress'.split(' '));
-    expect(fingerprint(pod)).toEqual(before);
+    expectOnlyOthersFilterLeft(pod, 'eth0', before);
   });
 
   it('says what it handed over apart from what is left, when the undo was refused too', async () => {
