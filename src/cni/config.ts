@@ -381,7 +381,7 @@ export function parseCniConfig(raw: Record<string, unknown>): CniConfig {
       `the conflist names no cniVersion (the runtime passed ${raw.cniVersion === '' ? '""' : 'none'}), which CNI reads as 0.1.0: vcnet-cni supports ${SUPPORTED_CNI_VERSIONS.join(', ')}`,
       {
         value: raw.cniVersion,
-        hint: `add "cniVersion": "${PREFERRED_CNI_VERSION}" to the conflist (the plugins before vcnet-cni then answer in ${PREFERRED_CNI_VERSION} too, not with 0.1.0's "ip4" result)`,
+        hint: `add "cniVersion": "${PREFERRED_CNI_VERSION}" to the conflist (the plugins before vcnet-cni then answer in ${PREFERRED_CNI_VERSION} too, not with 0.1.0's "ip4" result); a conflist that lists only cniVersions (CNI 1.1) needs a runtime whose libcni chooses from that list, and an older one passes none: keep cniVersion beside it`,
       },
     );
   }

@@ -1563,7 +1563,7 @@ describe.skipIf(skipReason)('vcnet-cni with older and newer CNI versions', () =>
       code: 1,
       msg: 'the conflist names no cniVersion (the runtime passed ""), which CNI reads as 0.1.0: vcnet-cni supports 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0',
       details:
-        'VCNET_CNI_VERSION: add "cniVersion": "1.0.0" to the conflist (the plugins before vcnet-cni then answer in 1.0.0 too, not with 0.1.0\'s "ip4" result)',
+        'VCNET_CNI_VERSION: add "cniVersion": "1.0.0" to the conflist (the plugins before vcnet-cni then answer in 1.0.0 too, not with 0.1.0\'s "ip4" result); a conflist that lists only cniVersions (CNI 1.1) needs a runtime whose libcni chooses from that list, and an older one passes none: keep cniVersion beside it',
     });
     expect(fingerprint(pod)).toEqual(before);
     // The ADD failed: libcni runs the chain's DEL without a cached result, vcnet-cni first.

@@ -177,7 +177,7 @@ describe('parseCniConfig', () => {
       expect(error.cniCode).toBe(1);
       expect(error.message).toBe(`the conflist names no cniVersion (the runtime passed ${passed}), ${supported}`);
       expect(error.hint).toBe(
-        'add "cniVersion": "1.0.0" to the conflist (the plugins before vcnet-cni then answer in 1.0.0 too, not with 0.1.0\'s "ip4" result)',
+        'add "cniVersion": "1.0.0" to the conflist (the plugins before vcnet-cni then answer in 1.0.0 too, not with 0.1.0\'s "ip4" result); a conflist that lists only cniVersions (CNI 1.1) needs a runtime whose libcni chooses from that list, and an older one passes none: keep cniVersion beside it',
       );
     }
   });
