@@ -75,7 +75,8 @@ function readConfigFlag(path: string): ReturnType<typeof readKataConfiguration> 
   try {
     return readKataConfiguration(path);
   } catch (error) {
-    if (error instanceof InvalidInputError && error.field === 'config') throw error.underField('--config');
+    // The library names its parameter (`path`, for the file, its config.d and drop-ins); a user typed --config.
+    if (error instanceof InvalidInputError && error.field === 'path') throw error.underField('--config');
     throw error;
   }
 }

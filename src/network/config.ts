@@ -1453,7 +1453,7 @@ export function readKataConfiguration(path: string): KataNetworkSettings {
     resolved = realpathSync(path);
     text = readFileSync(resolved, 'utf8');
   } catch (error) {
-    throw new InvalidInputError('config', path, 'a readable Kata configuration.toml', unreadableFileHint(error, path));
+    throw new InvalidInputError('path', path, 'a readable Kata configuration.toml', unreadableFileHint(error, path));
   }
   return { ...parseKataConfiguration(text, path, readDropIns(join(dirname(resolved), 'config.d'))), file: path };
 }
@@ -1465,7 +1465,7 @@ function readDropIns(directory: string): KataDropIn[] {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw new InvalidInputError(
-      'config',
+      'path',
       directory,
       'a readable config.d directory of drop-ins (Kata fails on one it cannot read)',
       unreadableFileHint(error, directory, `, or move ${directory} out of the way: Kata reads no drop-ins without it`),
@@ -1479,7 +1479,7 @@ function readDropIns(directory: string): KataDropIn[] {
       return { source: file, text: readFileSync(file, 'utf8') };
     } catch (error) {
       throw new InvalidInputError(
-        'config',
+        'path',
         file,
         'a readable file: Kata reads every entry of config.d as a drop-in, and fails on one it cannot read',
         unreadableFileHint(error, file, ', or move it out of config.d'),

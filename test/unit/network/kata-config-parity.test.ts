@@ -123,12 +123,16 @@ describe('config.d drop-ins, as Kata merges them', () => {
   it('a configuration file that cannot be read: the hint says what is wrong with the path and what to do, not only the errno', () => {
     const missing = refusal(() => readKataConfiguration(join(directory, 'missing.toml')));
     expect(missing.code).toBe('VCNET_INVALID_INPUT');
+    // Named as the parameter a library caller passed (the CLI says --config).
+    expect((missing as InvalidInputError).field).toBe('path');
     expect(missing.hint).toBe(`ENOENT: ${join(directory, 'missing.toml')} does not exist: check the path`);
     expect(refusal(() => readKataConfiguration(directory)).hint).toBe(
       `EISDIR: ${directory} is a directory: give the file in it`,
     );
     mkdirSync(join(directory, 'config.d', '60-dir'), { recursive: true });
-    expect(refusal(() => readKataConfiguration(main)).hint).toBe(
+    const notFile = refusal(() => readKataConfiguration(main));
+    expect((notFile as InvalidInputError).field).toBe('path');
+    expect(notFile.hint).toBe(
       `${join(directory, 'config.d', '60-dir')} is not a file: check ${join(directory, 'config.d', '60-dir')}, or move it out of config.d`,
     );
   });
