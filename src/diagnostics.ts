@@ -131,7 +131,7 @@ export interface WatchEvent {
   added: string[];
   removed: string[];
   updated: string[];
-  /** Links that could not be attached (tried again with the next change). */
+  /** Links that could not be attached (tried again after a growing wait, or when the link changes). */
   failed: Array<{ name: string; code: ErrorCode; message: string }>;
 }
 

@@ -49,6 +49,7 @@ import {
 import { macvtapLinkRefusedHere, refusedMacvtapAdvice } from '../network/user-namespace.js';
 import { shellWord } from '../shell-word.js';
 import { testSeam, waitThroughSeam } from '../test-seams.js';
+import { AttachRetries } from './attach-retry.js';
 import { GUEST_PUSH_TIMEOUT_MS, guestPendingEntry, isOwnEntry, withoutEntries } from './guest-pending.js';
 import { pushEndpoints, recordedRoutesAfter } from './guest-push.js';
 import { heldDevices } from './held-devices.js';
@@ -194,6 +195,8 @@ export interface WatchMemory {
   trafficControlDumpFailed?: Set<string>;
   /** How long TrafficControlRetry's tries take in all (said with a failure that is tried again). */
   trafficControlRetryWindowMs?: number;
+  /** The first wait before a new link that could not be attached is tried again (AttachRetries), for what the watch says. */
+  attachRetryFirstMs?: number;
   /** The pod link MAC last said of each tcfilter endpoint (by link name and ifindex): a change brought again is not said again. */
   macSaid?: Map<string, string>;
   /** Endpoints whose note that pushes leave them out (endpointsToPush) was said: once per watch while they stay left out. */
@@ -593,7 +596,7 @@ async function applyChange(
             endpoint: info.link.name,
             message: failure.refused
               ? `did not attach ${info.link.name}, which vcnet refuses (watch does not try it again while it is there): ${failure.hint ?? failure.message}`
-              : `could not attach ${info.link.name}; tried again with each change until it is attached or deleted, with no warning per try and one when it is attached`,
+              : `could not attach ${info.link.name}; tried again after a growing wait (${memory?.attachRetryFirstMs !== undefined ? `${memory.attachRetryFirstMs} ms, ` : ''}doubling, at most ${MAX_RETRY_DELAY_MS / 1000} s apart) and at once when it changes, until it is attached or deleted, with no warning per try and one when it is attached`,
             error,
           }));
         }
@@ -844,10 +847,6 @@ function lostDevice(
   };
 }
 
-/**
- * A change with the interfaces an earlier change could not attach added back, unless this change
- * removes them or brings them again itself (then its view is the newer one).
- */
 /** Whether `link` (by index and name) is still in the namespace; true when that cannot be told. */
 async function linkStillThere(network: Network, link: { index: number; name: string }): Promise<boolean> {
   try {
@@ -855,16 +854,6 @@ async function linkStillThere(network: Network, link: { index: number; name: str
   } catch (error) {
     return !(error instanceof LinkNotFoundError);
   }
-}
-
-function withPendingRetries(change: NamespaceChange, pending: ReadonlyMap<string, NetworkInfo>): NamespaceChange {
-  const mentioned = new Set([
-    ...change.removedInterfaces,
-    ...change.addedInterfaces.map((info) => info.link.name),
-    ...change.changedInterfaces.map((info) => info.link.name),
-  ]);
-  const retries = [...pending.values()].filter((info) => !mentioned.has(info.link.name));
-  return retries.length === 0 ? change : { ...change, addedInterfaces: [...change.addedInterfaces, ...retries] };
 }
 
 /** How often a watch looks whether its sandbox's record is still there, and its namespace path. */
@@ -1009,8 +998,6 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   // The recorded namespace by identity, as every other command: a path that now names another
   // namespace (a reused PID) is refused, and the watcher works through this fd, not the path.
   const namespace = openRecordedNamespace(state.namespace, store.statePath, state.createdAt);
-  /** Interfaces the last change could not attach, by name: tried again with the next change. */
-  const pending = new Map<string, NetworkInfo>();
   let endWith: (reason: SandboxNotFoundError | NamespaceGoneError | undefined) => void = () => {};
   const ended = new Promise<SandboxNotFoundError | NamespaceGoneError | undefined>((resolve) => {
     endWith = resolve;
@@ -1025,6 +1012,8 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
   let failing: { since: Date; tries: number; said: string | undefined } | undefined;
   // What the tc check could not put back is checked again on a timer too, not only with the next tc change.
   const debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+  /** New links the watch could not attach: tried again after a growing wait, or with a change to them. */
+  const attachRetries = new AttachRetries(debounceMs, () => watcher.resync({ trafficControl: true }));
   const trafficControlRetry = new TrafficControlRetry(
     debounceMs,
     () => watcher.resync({ trafficControl: true }),
@@ -1045,6 +1034,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     if (!applyPending || reason !== undefined) stopApplying.abort();
     clearInterval(detachPoll);
     trafficControlRetry.stop();
+    attachRetries.stop();
     stopWaiting?.();
     stopping ??= (async () => {
       try {
@@ -1052,7 +1042,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
           const undelivered = await watcher.flush();
           const infos: Array<{ name: string; kind?: string | undefined }> = [
             ...(undelivered?.addedInterfaces ?? []),
-            ...pending.values(),
+            ...attachRetries.links(),
           ].map((info) => info.link);
           // Links vcnet refused are not attached either: named with what they are (refusals).
           // Those left alone at start were never to be attached: not named again.
@@ -1084,7 +1074,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
       // The record is where the watch starts: what changed while none ran comes as its first change.
       startView: (present) => watchStartView(present, (store.read<SandboxState>() ?? state).network.endpoints),
       onChange: async (change) => {
-        const withRetries = withPendingRetries(change, pending);
+        const withRetries = attachRetries.due(change);
         let summary: WatchSummary;
         let waiting: Error | undefined;
         try {
@@ -1125,11 +1115,10 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
           }));
         }
         if (withRetries.trafficControl) trafficControlRetry.checked(memory?.trafficControlFailed === true);
-        pending.clear();
-        for (const failure of summary.failed) {
-          const info = withRetries.addedInterfaces.find((entry) => entry.link.name === failure.name);
-          if (info && !failure.refused) pending.set(failure.name, info);
-        }
+        attachRetries.settle(
+          withRetries,
+          summary.failed.filter((failure) => !failure.refused).map((failure) => failure.name),
+        );
         if (reportSummary(id, summary, memory)) options.onApplied?.(summary);
       },
       // Published on vcnet:notice always; with no onError and no subscriber, a process warning.
@@ -1171,6 +1160,7 @@ export async function watchSandbox(id: string, options: SandboxWatchOptions = {}
     state.network.endpoints.map((endpoint) => endpoint.properties.link.name),
   );
   memory.trafficControlRetryWindowMs = trafficControlRetryWindowMs(debounceMs);
+  memory.attachRetryFirstMs = retryDelayMs(debounceMs, 1);
   for (const info of watcher.interfaces()) {
     if (!memory.leftAlone.has(info.link.name)) continue;
     if (macvtapLinkRefusedHere(info.link)) refused.add(info.link.name);

@@ -103,7 +103,7 @@ export class PhysicalEndpoint extends Endpoint {
     if (owner && mac) {
       await this.setVirtualFunctionMac(owner, mac).catch((error: Error) =>
         publish(channels.notice, () => ({
-          operation: 'attach',
+          operation: context.operation ?? 'attach',
           endpoint: this.properties.link.name,
           message: 'could not set the VF MAC through its PF; the VF keeps its own',
           error,

@@ -210,9 +210,11 @@ async function planSnapshotOf(context: PlumbingContext, request: AttachRequest):
 export async function planEndpoint(context: PlumbingContext, request: AttachRequest): Promise<Plan> {
   const snapshot = await planSnapshotOf(context, request);
   const plan = planAttach(snapshot, context, { ...request, now: request.now ?? Date.now() });
-  // Said for an attach and its dry run alike: both plan here.
+  // Said for an attach and its dry run alike: both plan here; under the command the user ran (an
+  // add-iface's, a watch's), as its rollback's notices are.
+  const operation = context.operation ?? 'attach';
   for (const message of plan.warnings ?? []) {
-    publish(channels.notice, () => ({ operation: 'attach', endpoint: request.source?.name ?? '', message }));
+    publish(channels.notice, () => ({ operation, endpoint: request.source?.name ?? '', message }));
   }
   return plan;
 }

@@ -27,9 +27,11 @@ import { attachSandbox } from '../../../src/sandbox/attach.js';
 import { detachSandbox } from '../../../src/sandbox/detach.js';
 import { attachRecorded } from '../../../src/sandbox/recorded.js';
 import { addInterface } from '../../../src/sandbox/sandbox-interfaces.js';
+import { watchSandbox } from '../../../src/sandbox/sandbox-watch.js';
 import { addPodMacvtap } from '../../helpers/dry-run-cases.js';
 import { cleanupNamespaces, type TestNamespace } from '../../helpers/namespace.js';
 import { fingerprint, makePod, type PodOptions, podConfig } from '../../helpers/pod.js';
+import { until } from '../../helpers/until.js';
 
 let stateDir: string;
 
@@ -68,7 +70,6 @@ async function attachFailure(
   }
 }
 
-/** What `work` did, with the notices published on vcnet:notice meanwhile. */
 /**
  * The other tool's filter (and so the ingress qdisc it sits in) on `link` is all the failed attach
  * left, its own redirects gone: with that qdisc deleted, the pod is as `before`.
@@ -81,6 +82,7 @@ function expectOnlyOthersFilterLeft(pod: TestNamespace, link: string, before: Re
   expect(fingerprint(pod)).toEqual(before);
 }
 
+/** What `work` did, with the notices published on vcnet:notice meanwhile. */
 async function withNotices<Result>(work: () => Promise<Result>): Promise<{ result: Result; notices: NoticeEvent[] }> {
   const notices: NoticeEvent[] = [];
   const listener = (message: unknown) => notices.push(message as NoticeEvent);
@@ -542,6 +544,65 @@ describe("a rollback beside another tool's filter put into vcnet's own ingress q
     // eth0's attach stays, as the sandbox's; eth7 keeps only the handed-over qdisc.
     expect(pod.exec('tc', 'filter show dev eth7 ingress'.split(' '))).not.toContain('Redirect');
     await detachSandbox('handoveradd', { stateDirectory: stateDir });
+  });
+
+  // vcnet watch attaches a link that appears as add-iface does: its rollback's notices are the watch's.
+  it("watch: the notices of its rollback and of its plans are the watch's, and the failure's error says what stays", async () => {
+    const { pod } = makePod();
+    await attachSandbox('handoverwatch', config(pod, 'tcfilter'), { stateDirectory: stateDir });
+    const notices: NoticeEvent[] = [];
+    const onNotice = (message: unknown) => notices.push(message as NoticeEvent);
+    channels.notice.subscribe(onNotice);
+    let previous: PlanStep | undefined;
+    let faults = 0;
+    setApplyTestHook((step) => {
+      const last = previous;
+      previous = step;
+      if (last?.change.op !== 'add-qdisc' || last.change.link.name !== 'eth7' || faults > 0) return;
+      faults++;
+      pod.exec('tc', otherFilter('eth7'));
+      throw new Error("injected fault after another tool's filter went into vcnet's ingress qdisc");
+    });
+    const watching = await watchSandbox('handoverwatch', { stateDirectory: stateDir, debounceMs: 50 });
+    // Said once the try's record is written (a record read earlier may be its journal, mid-attach).
+    const attached = () =>
+      notices.some((notice) => notice.message === 'attached eth7, which could not be attached before');
+    try {
+      pod.exec('ip', ['link', 'add', 'eth7', 'type', 'veth', 'peer', 'name', 'eth7-peer']);
+      pod.exec('ip', ['link', 'set', 'eth7', 'up']);
+      pod.exec('ip', ['addr', 'add', '10.207.0.2/24', 'dev', 'eth7']);
+      // The first try fails; the next one, on the watch's timer, attaches eth7 beside the other tool's filter.
+      await until(attached, 'eth7 attached by the try after the failed one');
+    } finally {
+      await watching.stop();
+      setApplyTestHook(undefined);
+      channels.notice.unsubscribe(onNotice);
+    }
+    const failure = notices.find((notice) => notice.message.startsWith('could not attach eth7'));
+    expect(failure?.operation).toBe('watch');
+    expect((failure?.error as Error | undefined)?.message).toContain(
+      "everything it had made was removed but the ingress qdisc on eth7, which stays: it holds another tool's filter (prio 100)",
+    );
+    expect(notices).toContainEqual({
+      operation: 'watch',
+      endpoint: 'eth7',
+      message:
+        "rolling back the failed attach: kept the ingress qdisc on eth7: it holds another tool's filter (prio 100); only vcnet's own filters in it were deleted",
+    });
+    // The second try's plan sees the other tool's filter ahead of vcnet's redirect: said as the watch's.
+    expect(notices).toContainEqual(
+      expect.objectContaining({
+        operation: 'watch',
+        endpoint: 'eth7',
+        message: expect.stringContaining("eth7's ingress has another tool's filter ahead of vcnet's redirect"),
+      }),
+    );
+    expect(notices.map((notice) => notice.operation)).not.toContain('attach');
+    expect(notices.map((notice) => notice.operation)).not.toContain('add-iface');
+    await detachSandbox('handoverwatch', { stateDirectory: stateDir });
+    // The detach took vcnet's redirect on eth7 and left the other tool's filter.
+    expect(pod.exec('tc', 'filter show dev eth7 ingress'.split(' '))).not.toContain('Redirect');
+    expect(pod.exec('tc', 'filter show dev eth7 ingress'.split(' '))).toContain('match 0a090909/ffffffff at 16');
   });
 
   it("macvtap: the same for the ingress qdisc on the pod's own macvtap (its rx limit's redirect)", async () => {
