@@ -51,7 +51,14 @@ import type { DetachPlan } from './plan/plan-detach.js';
 import type { TrafficControlRepair } from './plan/plan-tc-repair.js';
 import type { Plan, PlumbingStep } from './plan/types.js';
 import type { AttachOperation, UndoOf, UndoReport } from './plan/undo.js';
-import { ATTACH_OPERATIONS, describeHandedOver, describeRecords, planUndo, undoRecords } from './plan/undo.js';
+import {
+  ATTACH_OPERATIONS,
+  describeHandedOver,
+  describeRecords,
+  planUndo,
+  recordOfLeftNotUpdated,
+  undoRecords,
+} from './plan/undo.js';
 import {
   interfacesOf,
   physicalLinksOf,
@@ -323,8 +330,7 @@ export class Network {
       try {
         options.journal?.(this);
       } catch (journalError) {
-        if (left.length > 0)
-          failures.push(`the record of what is left was not updated: ${(journalError as Error).message}`);
+        if (left.length > 0) failures.push(recordOfLeftNotUpdated(journalError));
       }
       // The cause speaks of the failing endpoint only: say which earlier endpoints the undo was of.
       // No endpoint failed when the failure came after the last was attached (the record written

@@ -17,7 +17,13 @@ import type { Endpoint } from '../network/endpoint/endpoint.js';
 import { AttachError, completedAttachHandedOver } from '../network/model/plumbing-context.js';
 import type { AddEndpointsOptions, Network } from '../network/network.js';
 import { LinkNameTakenError } from '../network/plan/plan-attach.js';
-import { type AttachOperation, describeRecords, type UndoReport, undoLeftSome } from '../network/plan/undo.js';
+import {
+  type AttachOperation,
+  describeRecords,
+  recordOfLeftNotUpdated,
+  type UndoReport,
+  undoLeftSome,
+} from '../network/plan/undo.js';
 import { stateDirectoryFlag } from '../network/state/default-directories.js';
 
 /** How an operation keeps its record: `persist` writes what the network holds now, `discard` what it means to have none. */
@@ -95,7 +101,7 @@ export async function undoCompletedAttach(
     try {
       record.persist();
     } catch (writeError) {
-      failures.push(`the record of what is left was not updated: ${(writeError as Error).message}`);
+      failures.push(recordOfLeftNotUpdated(writeError));
     }
     // Said as a rollback during the attach says it: what was seen left, what could not be looked at,
     // and what another tool holds now (in no record).

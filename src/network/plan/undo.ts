@@ -209,7 +209,7 @@ export async function rollBackAttach(
     throw undoLeftSome('attach', error, {
       failures: [
         ...report.failures.map((failure) => failure.message),
-        ...(journalFailure ? [`the record of what is left was not updated: ${journalFailure.message}`] : []),
+        ...(journalFailure ? [recordOfLeftNotUpdated(journalFailure)] : []),
       ],
       left: report.left,
       notChecked: report.notChecked ?? [],
@@ -490,6 +490,11 @@ export async function noticeRoutesTakenMeanwhile(
 export type AttachOperation = (typeof ATTACH_OPERATIONS)[number];
 /** Every AttachOperation, for the check of a caller's value (Network.addEndpoints). */
 export const ATTACH_OPERATIONS = ['attach', 'add-iface', 'watch'] as const;
+
+/** The failure an undo's error lists when the record of what it left could not be written. */
+export function recordOfLeftNotUpdated(writeError: unknown): string {
+  return `the record of what is left was not updated: ${(writeError as Error).message}`;
+}
 
 /**
  * Whose undo it is, as its notices say: a detach's, or the rollback of a failed attach (its own
