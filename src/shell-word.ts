@@ -99,13 +99,25 @@ export function commandIn(
   program: string,
   enter: NamespaceEntry = 'by-name-or-path',
 ): string {
-  if (namespacePath === undefined) return program;
+  return commandsIn(namespacePath, enter)(program);
+}
+
+/**
+ * commandIn for several programs in one namespace, its iproute2 name looked up once (that looks at
+ * the filesystem: a stat of the path and of NAME in both of iproute2's directories).
+ */
+export function commandsIn(
+  namespacePath: string | undefined,
+  enter: NamespaceEntry = 'by-name-or-path',
+): (program: string) => string {
+  if (namespacePath === undefined) return (program) => program;
   const name = enter === 'by-path' ? undefined : iproute2NamespaceName(namespacePath);
   if (name !== undefined)
-    return program === 'ip' || program === 'tc'
-      ? `${program} -n ${shellWord(name)}`
-      : `ip netns exec ${shellWord(name)} ${program}`;
-  return `nsenter --net=${shellWord(namespacePath)} ${program}`;
+    return (program) =>
+      program === 'ip' || program === 'tc'
+        ? `${program} -n ${shellWord(name)}`
+        : `ip netns exec ${shellWord(name)} ${program}`;
+  return (program) => `nsenter --net=${shellWord(namespacePath)} ${program}`;
 }
 
 /**

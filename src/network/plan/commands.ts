@@ -15,7 +15,7 @@ import type { Ipv6AddressGeneration } from '../../netlink/codec/link.js';
 import { NeighbourFlag, NeighbourState } from '../../netlink/codec/neighbour.js';
 import { formatHandle } from '../../netlink/codec/tc/message.js';
 import { htbDefaultBurstBytes } from '../../netlink/codec/tc/qdisc/htb.js';
-import { commandIn, shellWord, sysctlCommandIn } from '../../shell-word.js';
+import { commandsIn, shellWord, sysctlCommandIn } from '../../shell-word.js';
 import { routeArguments } from './route-command.js';
 import type { Change, LinkRef, NeighbourRecord, Plan } from './types.js';
 
@@ -53,8 +53,9 @@ export interface CommandOptions {
 
 /** The `ip`/`tc` command that makes one change. */
 export function commandOf(change: Change, options: CommandOptions = {}): string {
-  const ip = commandIn(options.namespacePath, 'ip');
-  const tc = commandIn(options.namespacePath, 'tc');
+  const inNamespace = commandsIn(options.namespacePath);
+  const ip = inNamespace('ip');
+  const tc = inNamespace('tc');
   switch (change.op) {
     case 'create-tap':
       return `${ip} tuntap add ${dev(change.link)} mode tap vnet_hdr${change.multiQueue ? ' multi_queue' : ''}${
